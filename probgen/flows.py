@@ -1,0 +1,9 @@
+r"""Normalizing flows (``pg.flows``): the pushforward of a base by learned bijections.
+
+Every builder is an :class:`torch.nn.Module` whose call returns a fresh
+:class:`NormalizingFlow` (a Pyro distribution); ``context > 0`` makes it conditional.
+"""
+
+from .distributions.flow import IAF, MAF, NSF, Flow, NormalizingFlow, RealNVP
+
+__all__ = ["Flow", "NormalizingFlow", "MAF", "IAF", "NSF", "RealNVP"]

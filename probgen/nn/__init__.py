@@ -1,0 +1,5 @@
+r"""Network blocks with no probability in them."""
+
+from .mlp import MLP, MaskedLinear, MaskedMLP
+
+__all__ = ["MLP", "MaskedLinear", "MaskedMLP"]
