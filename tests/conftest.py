@@ -1,0 +1,15 @@
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_dtype():
+    # Each test starts from the same RNG state, in float64, with Pyro's state cleared.
+    torch.manual_seed(0)
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(dtype)

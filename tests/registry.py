@@ -1,0 +1,82 @@
+r"""Every family, as small instances the conformance suite runs over.
+
+A new family adds one :class:`Case` per configuration (conditional and not); the suite in
+``test_conformance.py`` picks its checks from the case and from ``log_prob_kind``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+import probgen as pg
+import probgen.testing
+
+
+@dataclass
+class Case:
+    name: str
+    factory: Callable[[], nn.Module]
+    context: int = 0
+    event_shape: tuple[int, ...] = (2,)
+    # Grid quadrature and goodness of fit apply to low-dimensional continuous events.
+    quadrature: bool = True
+    gof: bool = True
+    # Checks to skip, each with its reason (e.g. a sequential log_prob too slow for gof).
+    skip: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _flows() -> list[Case]:
+    small = dict(transforms=2, hidden=(16, 16))
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(f"MAF{tag}", lambda c=context: pg.flows.MAF(2, c, **small), context),
+            Case(
+                f"MAF-1d{tag}",
+                lambda c=context: pg.flows.MAF(1, c, **small),
+                context,
+                (1,),
+                skip={} if context else {"gradients": "a 1-D MADE with no context has no "
+                "inputs: its hidden layers are constant by construction"},
+            ),
+            Case(f"IAF{tag}", lambda c=context: pg.flows.IAF(2, c, **small), context),
+            Case(f"RealNVP{tag}", lambda c=context: pg.flows.RealNVP(2, c, **small), context),
+            Case(
+                f"NSF{tag}",
+                lambda c=context: pg.flows.NSF(2, c, bins=4, bound=4.0, **small),
+                context,
+            ),
+            Case(
+                f"NSF-coupling{tag}",
+                lambda c=context: pg.flows.NSF(2, c, bins=4, bound=4.0, coupling=True, **small),
+                context,
+            ),
+            Case(
+                f"MAF-5d{tag}",
+                lambda c=context: pg.flows.MAF(5, c, randperm=True, **small),
+                context,
+                (5,),
+                quadrature=False,
+                gof=False,
+            ),
+        ]
+    return cases
+
+
+CASES: list[Case] = _flows()
+
+
+def build(case: Case) -> nn.Module:
+    r"""Builds a case in float64 with a fixed seed, perturbed away from its initialisation."""
+    torch.manual_seed(1)
+    model = case.factory().double()
+    pg.testing.perturb(model, scale=0.1)
+    return model
