@@ -8,7 +8,24 @@ from .base import (
     inv_call_and_ladj,
 )
 from .coupling import Coupling, CouplingTransform
+from .dequantize import LogitTransform
 from .elementwise import MonotonicAffineTransform, MonotonicRQSTransform
+from .image import (
+    ActNorm,
+    ActNormTransform,
+    ChannelCouplingTransform,
+    ConvCoupling,
+    FactorOut,
+    FactorOutTransform,
+    SqueezeTransform,
+)
+from .linear import (
+    Conv1x1,
+    Conv1x1Transform,
+    LULinear,
+    LULinearTransform,
+    PermutationTransform,
+)
 
 __all__ = [
     "call_and_ladj",
@@ -21,4 +38,17 @@ __all__ = [
     "Coupling",
     "MaskedAutoregressiveTransform",
     "MaskedAutoregressive",
+    "PermutationTransform",
+    "LULinearTransform",
+    "LULinear",
+    "Conv1x1Transform",
+    "Conv1x1",
+    "ActNormTransform",
+    "ActNorm",
+    "SqueezeTransform",
+    "ChannelCouplingTransform",
+    "ConvCoupling",
+    "FactorOutTransform",
+    "FactorOut",
+    "LogitTransform",
 ]
