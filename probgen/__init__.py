@@ -2,6 +2,17 @@ r"""probgen: every generative model as a Pyro distribution with ``sample`` and `
 
 __version__ = "0.1.0"
 
-from . import distributions, flows, lazy, nn, transforms, utils
+from . import distributions, flows, lazy, nn, objectives, transforms, utils
+from .train import fit
 
-__all__ = ["__version__", "distributions", "flows", "lazy", "nn", "transforms", "utils"]
+__all__ = [
+    "__version__",
+    "distributions",
+    "fit",
+    "flows",
+    "lazy",
+    "nn",
+    "objectives",
+    "transforms",
+    "utils",
+]
