@@ -270,11 +270,14 @@ class ChannelCouplingTransform(Transform):
 
     def __init__(self, meta: Callable[[Tensor], Transform], mask: BoolTensor) -> None:
         super().__init__()
+        # Channel indices are bookkeeping: kept on the CPU, so building the transform never
+        # waits for a device, and moved to the data's device only when not a prefix.
+        mask = torch.as_tensor(mask, dtype=torch.bool, device="cpu")
         self.meta = meta
         self.idx_a = mask.nonzero().squeeze(-1)
         self.idx_b = (~mask).nonzero().squeeze(-1)
         perm = torch.cat([self.idx_a, self.idx_b])
-        self.unperm = None if bool((perm == torch.arange(len(perm))).all()) else perm.argsort()
+        self.unperm = None if torch.equal(perm, torch.arange(len(perm))) else perm.argsort()
         self.channels = len(mask)
 
     def __repr__(self) -> str:
@@ -371,7 +374,8 @@ class ConvCoupling(LazyTransform):
                 f"got {mask.tolist()}"
             )
         self.channels, self.context = channels, context
-        self.register_buffer("mask", mask)
+        # A constructor argument, not state: a CPU tensor, never moved (see the transform).
+        self.mask = mask
         self.univariate = univariate
         self.shapes = [tuple(s) for s in shapes]
         self.params = sum(int(Size(s).numel()) for s in self.shapes)
