@@ -52,10 +52,10 @@ class MonotonicAffineTransform(Transform):
         return "MonotonicAffineTransform()"
 
     def _call(self, x: Tensor) -> Tensor:
-        return self.shift + self.log_scale.exp() * x
+        return torch.addcmul(self.shift, self.log_scale.exp(), x)
 
     def _inverse(self, y: Tensor) -> Tensor:
-        return (y - self.shift) * torch.exp(-self.log_scale)
+        return (y - self.shift) / self.log_scale.exp()
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
         return self.log_scale.expand(x.shape)
@@ -120,65 +120,72 @@ class MonotonicRQSTransform(Transform):
                 f"{tuple(derivatives.shape)}"
             )
         self.bound = bound
-        self.bins = widths.shape[-1]
+        self.bins = k = widths.shape[-1]
         limit = -math.log(slope) / 2
-
-        def knots(raw: Tensor) -> Tensor:
-            p = F.softmax(_soft_bound(raw, limit), dim=-1)
-            cum = torch.cumsum(p, dim=-1)[..., :-1]
-            # Exact end points, so the tails join the spline without a gap.
-            return bound * (2 * F.pad(F.pad(cum, (1, 0), value=0.0), (0, 1), value=1.0) - 1)
-
-        derivatives = _soft_bound(derivatives, 2 * limit).exp()
-        # Rows: knots x_k, knots y_k, derivatives d_k (1 at both ends), each with K + 1 entries.
-        self.knots = torch.stack(
-            [knots(widths), knots(heights), F.pad(derivatives, (1, 1), value=1.0)], dim=-2
-        )
+        # A softmax without its max shift: the soft bound keeps the logits in (-limit, limit),
+        # so exp cannot overflow. Dividing the cumulative sums by their last entry (x / x == 1
+        # exactly) makes the last knot exactly B, so the tails join the spline without a gap.
+        e = _soft_bound(torch.stack([widths, heights], dim=-2), limit).exp()  # (*, 2, K)
+        c = e.cumsum(dim=-1)
+        knots = F.pad((c / c[..., -1:] - 0.5) * (2 * bound), (1, 0), value=-bound)
+        d = F.pad(_soft_bound(derivatives, 2 * limit).exp(), (1, 1), value=1.0)
+        # One table per element, (*, 3 (K + 1)): knots x_k, knots y_k, derivatives d_k (1 at
+        # both ends), so that one gather fetches a bin's six numbers.
+        self.table = torch.cat([knots.flatten(-2), d], dim=-1)
+        self._offsets = (0, k + 1, 2 * k + 2, 1, k + 2, 2 * k + 3)
 
     def __repr__(self) -> str:
         return f"MonotonicRQSTransform(bins={self.bins}, bound={self.bound})"
 
-    def _gather(self, v: Tensor, row: int) -> tuple[Tensor, ...]:
-        knots = self.knots
-        if knots.shape[:-2] != v.shape:
-            knots = knots.expand(*v.shape, *knots.shape[-2:])
-        k = (knots[..., row, 1:-1] <= v[..., None]).sum(dim=-1, keepdim=True)
-        idx = torch.cat([k, k + 1], dim=-1)[..., None, :].expand(*v.shape, 3, 2)
-        g = knots.gather(-1, idx)  # (*, 3, 2)
-        return g[..., 0, 0], g[..., 0, 1], g[..., 1, 0], g[..., 1, 1], g[..., 2, 0], g[..., 2, 1]
+    def _bin(self, v: Tensor, row: int) -> tuple[Tensor, Tensor, Tensor]:
+        # v is the clamped input; row 0 searches the x knots, row 1 the y knots.
+        table = self.table
+        if table.shape[:-1] != v.shape:
+            shape = torch.broadcast_shapes(table.shape[:-1], v.shape)
+            table, v = table.expand(*shape, table.shape[-1]), v.expand(shape)
+        k, n = self.bins, row * (self.bins + 1)
+        # The bin index counts the interior knots at or below v: 0 <= i <= K - 1.
+        i = (table[..., n + 1 : n + k] <= v[..., None]).sum(dim=-1, keepdim=True)
+        offsets = torch.tensor(self._offsets, device=v.device)
+        return v, table.gather(-1, i + offsets).unbind(dim=-1)  # type: ignore[return-value]
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        inside = x.abs() < self.bound
         x_in = x.clamp(-self.bound, self.bound)
-        x0, x1, y0, y1, d0, d1 = self._gather(x_in, 0)
+        inside = x_in == x  # False for NaN, which then passes through unchanged
+        x_in, (x0, y0, d0, x1, y1, d1) = self._bin(x_in, 0)
         w, h = x1 - x0, y1 - y0
         s = h / w
-        xi = ((x_in - x0) / w).clamp(0, 1)
-        xi1 = xi * (1 - xi)
-        denom = s + (d0 + d1 - 2 * s) * xi1
-        y = y0 + h * (s * xi * xi + d0 * xi1) / denom
-        dy = s * s * (d1 * xi * xi + 2 * s * xi1 + d0 * (1 - xi) ** 2) / (denom * denom)
-        return torch.where(inside, y, x), torch.where(inside, dy.log(), torch.zeros_like(x))
+        # 0 <= x_in - x0 <= w, and rounding is monotonic: xi lies in [0, 1] without a clamp.
+        xi = (x_in - x0) / w
+        om = 1 - xi
+        xo = xi * om
+        t = torch.add(d0 + d1, s, alpha=-2)
+        denom = torch.addcmul(s, t, xo)
+        y = torch.addcdiv(y0, h * xi * torch.addcmul(s * xi, d0, om), denom)
+        ladj = _log_dydx(xi, om, xo, s, d0, d1, denom)
+        return torch.where(inside, y, x), torch.where(inside, ladj, 0.0)
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        inside = y.abs() < self.bound
         y_in = y.clamp(-self.bound, self.bound)
-        x0, x1, y0, y1, d0, d1 = self._gather(y_in, 1)
+        inside = y_in == y
+        y_in, (x0, y0, d0, x1, y1, d1) = self._bin(y_in, 1)
         w, h = x1 - x0, y1 - y0
         s = h / w
         dy = y_in - y0
-        t = d0 + d1 - 2 * s
-        a = h * (s - d0) + dy * t
-        b = h * d0 - dy * t
-        c = -s * dy
-        disc = (b * b - 4 * a * c).clamp(min=0)
-        # The root formula stable for a -> 0 (Durkan et al., eq. 29).
-        xi = (2 * c / (-b - disc.sqrt())).clamp(0, 1)
-        x = x0 + xi * w
-        xi1 = xi * (1 - xi)
-        denom = s + t * xi1
-        dydx = s * s * (d1 * xi * xi + 2 * s * xi1 + d0 * (1 - xi) ** 2) / (denom * denom)
-        return torch.where(inside, x, y), torch.where(inside, dydx.log(), torch.zeros_like(y))
+        t = torch.add(d0 + d1, s, alpha=-2)
+        dt = dy * t
+        a = torch.addcmul(dt, h, s - d0)
+        b = h * d0 - dt
+        sdy = s * dy
+        disc = torch.addcmul(b * b, a, sdy, value=4).clamp(min=0)
+        # The root of a xi^2 + b xi + c = 0 (c = -s dy) stable for a -> 0 (Durkan et al., eq. 29).
+        xi = (2 * sdy / (b + disc.sqrt())).clamp(0, 1)
+        x = torch.addcmul(x0, xi, w)
+        om = 1 - xi
+        xo = xi * om
+        denom = torch.addcmul(s, t, xo)
+        ladj = _log_dydx(xi, om, xo, s, d0, d1, denom)
+        return torch.where(inside, x, y), torch.where(inside, ladj, 0.0)
 
     def _call(self, x: Tensor) -> Tensor:
         return self._forward(x)[0]
@@ -194,3 +201,11 @@ class MonotonicRQSTransform(Transform):
 
     def inv_call_and_ladj(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._backward(y)
+
+
+def _log_dydx(
+    xi: Tensor, om: Tensor, xo: Tensor, s: Tensor, d0: Tensor, d1: Tensor, denom: Tensor
+) -> Tensor:
+    # log dy/dx = log(s^2 (d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2) / denom^2)
+    num = torch.addcmul(torch.addcmul(d1 * xi * xi, s, xo, value=2), d0, om * om)
+    return torch.add(num.log(), (s / denom).log(), alpha=2)
