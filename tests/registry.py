@@ -71,7 +71,84 @@ def _flows() -> list[Case]:
     return cases
 
 
-CASES: list[Case] = _flows()
+def _autoregressive() -> list[Case]:
+    # Discrete chain rules skip the grid checks: test_autoregressive.py sums them over
+    # every configuration and runs chi-square tests on small spaces instead.
+    ar = pg.autoregressive
+    discrete = dict(quadrature=False, gof=False)
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(
+                f"MADE-bernoulli{tag}",
+                lambda c=context: ar.MADE(4, context=c, hidden=(16,)),
+                context,
+                (4,),
+                **discrete,
+            ),
+            Case(
+                f"MADE-categorical-3masks{tag}",
+                lambda c=context: ar.MADE(
+                    4, ar.CategoricalFamily(3), c, hidden=(16, 16), masks=3
+                ),
+                context,
+                (4,),
+                **discrete,
+            ),
+            Case(
+                f"MADE-gaussian{tag}",
+                lambda c=context: ar.MADE(2, ar.GaussianFamily(), c, hidden=(16,)),
+                context,
+                (2,),
+            ),
+            Case(
+                f"NADE-bernoulli{tag}",
+                lambda c=context: ar.NADE(4, context=c, hidden=8, order=[2, 0, 3, 1]),
+                context,
+                (4,),
+                **discrete,
+            ),
+            Case(
+                f"PixelCNN-gated{tag}",
+                lambda c=context: ar.PixelCNN((1, 3, 3), context=c, channels=4, layers=2),
+                context,
+                (1, 3, 3),
+                **discrete,
+            ),
+            Case(
+                f"PixelCNN-plain-logistics{tag}",
+                lambda c=context: ar.PixelCNN(
+                    (2, 2, 2), ar.LogisticMixtureFamily(2, 5), c, channels=4, layers=2,
+                    gated=False,
+                ),
+                context,
+                (2, 2, 2),
+                **discrete,
+            ),
+            Case(
+                f"WaveNet{tag}",
+                lambda c=context: ar.WaveNet(
+                    5, ar.CategoricalFamily(4), c, channels=4, skip=4, dilations=(1, 2)
+                ),
+                context,
+                (5,),
+                **discrete,
+            ),
+            Case(
+                f"Transformer{tag}",
+                lambda c=context: ar.Transformer(
+                    5, ar.CategoricalFamily(4), c, features=8, heads=2, layers=1
+                ),
+                context,
+                (5,),
+                **discrete,
+            ),
+        ]
+    return cases
+
+
+CASES: list[Case] = _flows() + _autoregressive()
 
 
 def build(case: Case) -> nn.Module:

@@ -1,9 +1,20 @@
 r"""Distribution values of every family and the lazy modules that build them."""
 
+from .autoregressive import MADE, NADE, Autoregressive, ChainRule, OrderMixture
 from .base import LOG_PROB_KINDS, GenerativeDistribution, log_prob_kind
 from .dequantized import Dequantization, Dequantized, VariationalDequantizer
+from .elements import (
+    BernoulliFamily,
+    CategoricalFamily,
+    DiscretizedLogisticMixture,
+    ElementFamily,
+    GaussianFamily,
+    LogisticMixtureFamily,
+)
 from .flow import IAF, MAF, NSF, Flow, NormalizingFlow, RealNVP
 from .glow import Glow
+from .pixelcnn import PixelCNN
+from .sequence import Transformer, WaveNet
 from .simple import BoxUniform, DiagNormal
 
 __all__ = [
@@ -22,4 +33,18 @@ __all__ = [
     "Dequantized",
     "Dequantization",
     "VariationalDequantizer",
+    "ChainRule",
+    "OrderMixture",
+    "Autoregressive",
+    "MADE",
+    "NADE",
+    "PixelCNN",
+    "WaveNet",
+    "Transformer",
+    "ElementFamily",
+    "BernoulliFamily",
+    "CategoricalFamily",
+    "GaussianFamily",
+    "LogisticMixtureFamily",
+    "DiscretizedLogisticMixture",
 ]

@@ -1,6 +1,21 @@
 r"""Network blocks with no probability in them."""
 
+from .causal_conv import CausalConv1d, WaveNetBlock
 from .conv import ConvNet
+from .masked_conv import GatedMaskedConv2d, MaskedConv2d
 from .mlp import MLP, MaskedLinear, MaskedMLP
+from .transformer import CausalSelfAttention, KVCache, TransformerBlock
 
-__all__ = ["MLP", "MaskedLinear", "MaskedMLP", "ConvNet"]
+__all__ = [
+    "MLP",
+    "MaskedLinear",
+    "MaskedMLP",
+    "ConvNet",
+    "MaskedConv2d",
+    "GatedMaskedConv2d",
+    "CausalConv1d",
+    "WaveNetBlock",
+    "CausalSelfAttention",
+    "KVCache",
+    "TransformerBlock",
+]
