@@ -25,7 +25,7 @@ from .distributions.elements import (
 )
 from .distributions.pixelcnn import PixelCNN
 from .distributions.sequence import Transformer, WaveNet
-from .samplers.decoding import Strategy, Temperature, TopK, TopP, decoding
+from .samplers.decoding import Strategy, Temperature, TopK, TopP, strategies
 
 __all__ = [
     "ChainRule",
@@ -47,5 +47,5 @@ __all__ = [
     "Temperature",
     "TopK",
     "TopP",
-    "decoding",
+    "strategies",
 ]

@@ -30,7 +30,7 @@ from torch import LongTensor, Size, Tensor
 
 from ..lazy import LazyDistribution
 from ..nn import MaskedLinear
-from ..samplers.decoding import Strategy, decoding
+from ..samplers.decoding import Strategy, strategies
 from .base import GenerativeDistribution
 from .elements import BernoulliFamily, ElementFamily
 
@@ -217,7 +217,7 @@ class ChainRule(GenerativeDistribution):
         Returns:
             Samples with shape :math:`S + B + E`.
         """
-        shorthand = decoding(temperature, top_k, top_p)
+        shorthand = strategies(temperature, top_k, top_p)
         if shorthand and strategy is not None:
             raise ValueError("give either strategy or temperature / top_k / top_p, not both")
         strategy = shorthand or strategy

@@ -1,5 +1,6 @@
 r"""Samplers: decoding strategies for discrete autoregressive sampling."""
 
-from .decoding import Strategy, Temperature, TopK, TopP, decoding
+from . import decoding
+from .decoding import Strategy, Temperature, TopK, TopP, strategies
 
-__all__ = ["Strategy", "Temperature", "TopK", "TopP", "decoding"]
+__all__ = ["decoding", "Strategy", "Temperature", "TopK", "TopP", "strategies"]

@@ -8,7 +8,7 @@ the distribution sampled*: a chain-rule model sampled with a strategy draws from
 
 while its ``log_prob`` stays the model's :math:`\log p(x)`. Removed values get logit
 :math:`-\infty`. Strategies are small immutable objects; a sequence of them is applied in
-order (the usual order is temperature, then top-k, then top-p, as in :func:`decoding`).
+order (the usual order is temperature, then top-k, then top-p, as in :func:`strategies`).
 
 References:
     | The Curious Case of Neural Text Degeneration (Holtzman et al., 2019)
@@ -17,7 +17,7 @@ References:
 
 from __future__ import annotations
 
-__all__ = ["Strategy", "Temperature", "TopK", "TopP", "apply", "decoding", "temperature_of"]
+__all__ = ["Strategy", "Temperature", "TopK", "TopP", "strategies", "apply", "temperature_of"]
 
 import math
 from collections.abc import Sequence
@@ -143,14 +143,14 @@ class TopP(Strategy):
         return f"TopP({self.p})"
 
 
-def decoding(
+def strategies(
     temperature: float | None = None, top_k: int | None = None, top_p: float | None = None
 ) -> list[Strategy]:
     r"""The strategies for the given arguments, in the usual order: temperature, top-k,
     top-p (each left out when ``None``).
 
     Example:
-        >>> decoding(temperature=0.8, top_p=0.9)
+        >>> strategies(temperature=0.8, top_p=0.9)
         [Temperature(0.8), TopP(0.9)]
     """
     out: list[Strategy] = []
