@@ -51,6 +51,13 @@ def _call(model: nn.Module, c: Tensor | None) -> Distribution:
     return model(c) if c is not None else model()
 
 
+def _seeded_log_prob(model: nn.Module, c: Tensor | None, x: Tensor) -> Tensor:
+    # Estimates and bounds draw noise inside log_prob: compare them under the same seed.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return _call(model, c).log_prob(x)
+
+
 def _tol(x: Tensor) -> float:
     return 1e-8 if x.dtype == torch.float64 else 1e-4
 
@@ -237,9 +244,9 @@ def check_train_eval(model: nn.Module, x: Tensor, c: Tensor | None = None):
     training = model.training
     with torch.no_grad():
         model.train()
-        a = _call(model, c).log_prob(x)
+        a = _seeded_log_prob(model, c, x)
         model.eval()
-        b = _call(model, c).log_prob(x)
+        b = _seeded_log_prob(model, c, x)
     model.train(training)
     assert torch.allclose(a, b, atol=1e3 * _tol(x)), "log_prob differs between train and eval"
 
@@ -256,7 +263,7 @@ def check_state_dict(
     fresh = factory().to(x.dtype)
     fresh.load_state_dict(state)
     with torch.no_grad():
-        a, b = _call(model, c).log_prob(x), _call(fresh, c).log_prob(x)
+        a, b = _seeded_log_prob(model, c, x), _seeded_log_prob(fresh, c, x)
     assert torch.equal(a, b), f"log_prob differs after a state_dict round trip by {(a - b).abs().max()}"
 
 
@@ -278,8 +285,9 @@ def check_pyro(model: nn.Module, c: Tensor | None = None, plate: int = 4):
     trace.compute_log_prob()
     site = trace.nodes["x"]
     assert site["log_prob"].shape == (plate, *d.batch_shape)
-    expected = d.log_prob(x.detach().clone())
-    assert torch.allclose(site["log_prob"], expected, atol=1e3 * _tol(x))
+    if log_prob_kind(d) == "exact":  # estimates and bounds are random: compare exact ones
+        expected = d.log_prob(x.detach().clone())
+        assert torch.allclose(site["log_prob"], expected, atol=1e3 * _tol(x))
     cond = pyro.poutine.trace(pyro.condition(program, data={"x": x.detach()})).get_trace()
     total = cond.log_prob_sum()
     assert torch.isfinite(total), "observed log_prob_sum is not finite"

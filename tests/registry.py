@@ -148,12 +148,60 @@ def _autoregressive() -> list[Case]:
     return cases
 
 
-CASES: list[Case] = _flows() + _autoregressive()
+def _image_flows() -> list[Case]:
+    cases = []
+    for context in (0, 2):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(
+                f"Glow{tag}",
+                lambda c=context: pg.flows.Glow((1, 4, 4), c, levels=2, steps=1, hidden=8),
+                context,
+                (1, 4, 4),
+                quadrature=False,
+                gof=False,
+            ),
+            Case(
+                f"Dequantized-uniform{tag}",
+                lambda c=context: pg.flows.Dequantization(
+                    pg.flows.MAF(2, c, transforms=2, hidden=(8,)), levels=4
+                ),
+                context,
+                (2,),
+                quadrature=False,
+                gof=False,
+            ),
+        ]
+    cases.append(
+        Case(
+            "Dequantized-variational",
+            lambda: pg.flows.Dequantization(
+                pg.flows.RealNVP(2, transforms=2, hidden=(8,)),
+                levels=4,
+                dequantizer=pg.flows.VariationalDequantizer((2,), 4, transforms=2, hidden=(8,)),
+            ),
+            0,
+            (2,),
+            quadrature=False,
+            gof=False,
+        )
+    )
+    return cases
+
+
+CASES: list[Case] = _flows() + _image_flows() + _autoregressive()
 
 
 def build(case: Case) -> nn.Module:
     r"""Builds a case in float64 with a fixed seed, perturbed away from its initialisation."""
     torch.manual_seed(1)
     model = case.factory().double()
+    # Data-dependent initialisations (ActNorm) run on the first batch scored: score one
+    # batch first, as training would, so that later checks see a fixed model.
+    c = torch.randn(case.context) if case.context else None
+    with torch.no_grad():
+        d = model(c) if c is not None else model()
+        if pg.distributions.log_prob_kind(d) != "none":
+            d.log_prob(d.sample((16,)))
     pg.testing.perturb(model, scale=0.1)
     return model
