@@ -14,7 +14,6 @@ import pytest
 import torch
 from pyro.distributions.testing.gof import multinomial_goodness_of_fit
 
-import probgen as pg
 from probgen.autoregressive import (
     MADE,
     NADE,
@@ -274,7 +273,6 @@ def test_strategy_samples_the_documented_distribution(strategy):
 
 
 def test_gaussian_family_only_tempers():
-    d = build("MADE-bernoulli-10")  # any model; rebuild a Gaussian one
     d = MADE(3, GaussianFamily(), hidden=(8,)).double()()
     torch.manual_seed(0)
     assert d.sample((2,), temperature=0.5).shape == (2, 3)

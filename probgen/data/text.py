@@ -16,6 +16,7 @@ __all__ = ["VOCABULARY", "MODULES", "encode", "decode", "docstrings", "windows"]
 import functools
 import importlib
 import inspect
+import warnings
 from typing import Literal
 
 import torch
@@ -64,18 +65,21 @@ def _gather(modules: tuple[str, ...]) -> str:
             seen.add(doc)
             parts.append(doc.strip())
 
-    for name in modules:
-        module = importlib.import_module(name)
-        add(module)
-        for attr in sorted(vars(module)):
-            obj = vars(module)[attr]
-            if attr.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
-                continue
-            add(obj)
-            if inspect.isclass(obj):
-                for meth in sorted(vars(obj)):
-                    if not meth.startswith("_"):
-                        add(vars(obj)[meth])
+    # Reading some attributes (typing.re, ...) warns of deprecations that do not concern us.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in modules:
+            module = importlib.import_module(name)
+            add(module)
+            for attr in sorted(vars(module)):
+                obj = vars(module)[attr]
+                if attr.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                    continue
+                add(obj)
+                if inspect.isclass(obj):
+                    for meth in sorted(vars(obj)):
+                        if not meth.startswith("_"):
+                            add(vars(obj)[meth])
     return "\n\n".join(parts)
 
 
