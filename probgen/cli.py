@@ -58,7 +58,8 @@ def _package() -> ModuleType:
 
 
 def recipes() -> dict[str, str]:
-    r"""The recipes and their one-line descriptions (each module docstring's first line).
+    r"""The recipes and their one-line descriptions (each module docstring's summary, its
+    first paragraph).
 
     Docstrings are read from the source without importing the recipes, so listing them
     runs none of their imports.
@@ -72,7 +73,8 @@ def recipes() -> dict[str, str]:
             if path.stem.startswith("_") or not path.stem.isidentifier():
                 continue
             doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-            found[path.stem] = doc.strip().splitlines()[0] if doc.strip() else ""
+            # The summary is the first paragraph: a long one wraps over several lines.
+            found[path.stem] = " ".join(doc.strip().split("\n\n")[0].split())
     return dict(sorted(found.items()))
 
 

@@ -19,6 +19,8 @@ def test_list(capsys):
     assert "flows_2d" in out and "Normalizing flows" in out
     assert "flows_2d" in cli.recipes()
     assert all(not name.startswith("_") for name in cli.recipes())
+    # A summary wrapped over several docstring lines is listed on one.
+    assert all(d and "\n" not in d for d in cli.recipes().values())
 
 
 def test_version(capsys):

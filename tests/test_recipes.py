@@ -35,6 +35,7 @@ def test_flows_2d_rejects_unknown_names(capsys):
 def test_flows_2d_nsf_reaches_the_entropy(tmp_path):
     # The recipe's promise: with its defaults NSF comes within 0.05 nats of the entropy
     # on 8gaussians and rings (the gap is a KL divergence, so it is >= 0 up to noise).
+    torch.set_default_dtype(torch.float32)  # as the command runs it
     args = ["--flows", "nsf", "--densities", "8gaussians,rings", "--no-plots"]
     results = flows_2d.main([*args, "--out", str(tmp_path)])
     for row in results["results"]:
