@@ -20,12 +20,24 @@ other attribute (a submodule, a method such as ``encode``) is reached through
 
 from __future__ import annotations
 
-__all__ = ["nll", "reverse_kl", "unwrap"]
+__all__ = [
+    "nll",
+    "reverse_kl",
+    "unwrap",
+    "contrastive_divergence",
+    "persistent_contrastive_divergence",
+    "energy_regularization",
+]
 
+import math
 from collections.abc import Callable
+from typing import Any, Literal
 
+import torch
 import torch.nn as nn
 from torch import Size, Tensor
+
+from .samplers import Kernel, ReplayBuffer, run_chain
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -128,3 +140,191 @@ def reverse_kl(
         x = d.rsample(Size((n,)))
         log_q = d.log_prob(x)
     return (log_q - log_target(x)).mean()
+
+
+# Energy-based models: contrastive divergence and its persistent variant.
+
+def energy_regularization(energy_pos: Tensor, energy_neg: Tensor) -> Tensor:
+    r"""The squared-energy penalty that keeps contrastive divergence stable.
+
+    .. math:: r = \frac1N \sum_i E(x_i^+)^2 + \frac1M \sum_j E(x_j^-)^2
+
+    Contrastive divergence only sees energy *differences*, so the energies can drift to
+    large magnitudes (and their gradients, hence the sampler's steps, with them); the
+    penalty anchors them near 0 (Du and Mordatch, 2019, section 3.3).
+
+    Arguments:
+        energy_pos: The energies of the data, any shape.
+        energy_neg: The energies of the model's samples, any shape.
+
+    Returns:
+        The scalar penalty :math:`r`.
+
+    Example:
+        >>> import torch
+        >>> energy_regularization(torch.ones(4), -torch.ones(3))
+        tensor(2.)
+    """
+    return (energy_pos**2).mean() + (energy_neg**2).mean()
+
+
+def _negatives(
+    d: Any, x0: Tensor, kernel: Kernel | None, steps: int | None, generator: Any
+) -> Tensor:
+    # The model's samples: the kernel run from x0, detached (no gradient flows through
+    # the chains: the contrastive divergence gradient treats them as fixed samples).
+    kernel = d.kernel if kernel is None else kernel
+    steps = d.steps if steps is None else steps
+    chain = run_chain(kernel, x0.detach(), d.target, steps, record=False, generator=generator)
+    return chain.state.x.detach()
+
+
+def _cd_loss(d: Any, x: Tensor, x_neg: Tensor, regularization: float) -> Tensor:
+    e_pos, e_neg = d.energy(x), d.energy(x_neg)
+    loss = e_pos.mean() - e_neg.mean()
+    if regularization:
+        loss = loss + regularization * energy_regularization(e_pos, e_neg)
+    return loss
+
+
+def _sample_dims(d: Any, x: Tensor) -> tuple[int, ...]:
+    return tuple(x.shape[: x.dim() - len(d.batch_shape) - len(d.event_shape)])
+
+
+def contrastive_divergence(
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    steps: int | None = None,
+    kernel: Kernel | None = None,
+    start: Literal["data", "init"] = "data",
+    regularization: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Contrastive divergence: the maximum-likelihood gradient of an energy-based model,
+    with the model's expectation estimated by short MCMC runs.
+
+    .. math:: \ell = \frac1N \sum_i E_\theta(x_i^+) - \frac1N \sum_i E_\theta(x_i^-)
+        \; [+ \lambda r], \qquad
+        \nabla_\theta \ell \approx -\nabla_\theta \frac1N \sum_i \log p_\theta(x_i^+)
+
+    since :math:`\nabla_\theta \log p_\theta(x) = -\nabla_\theta E_\theta(x) +
+    \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta]`. The negatives :math:`x^-` are ``steps``
+    kernel transitions from the data (CD-k; ``start="data"``) or from the model's initial
+    distribution (short-run MCMC; ``start="init"``), detached. When the kernel leaves
+    :math:`p_\theta` invariant and the data are samples of :math:`p_\theta`, the expected
+    gradient is exactly zero. The loss value itself is not a likelihood.
+
+    Arguments:
+        model: A module whose call ``model(c)`` returns an energy-based distribution (an
+            :class:`~probgen.energy.EnergyBased` or :class:`~probgen.energy.RestrictedBoltzmann`
+            with ``energy``, ``target``, ``kernel``, ``steps`` and ``init``).
+        x: A batch :math:`x^+` with shape :math:`(N, *E)`.
+        c: A context with shape :math:`(N, C)`, or ``None``.
+        steps: Kernel transitions (default: the model's ``steps``); CD-1 is 1.
+        kernel: The kernel (default: the model's), e.g. ``ULA(0.01)`` for short-run
+            Langevin, ``BlockGibbs()`` for RBMs.
+        start: ``"data"`` (CD-k) or ``"init"`` (short-run chains from the initial
+            distribution).
+        regularization: The weight :math:`\lambda` of :func:`energy_regularization`.
+        generator: The kernel's random number generator.
+
+    Returns:
+        The scalar loss :math:`\ell`.
+
+    References:
+        | Training Products of Experts by Minimizing Contrastive Divergence (Hinton, 2002)
+        | Learning Non-Convergent Non-Persistent Short-Run MCMC Toward Energy-Based Model
+          (Nijkamp et al., 2019) https://arxiv.org/abs/1904.09770
+
+    Example:
+        >>> import torch, probgen as pg
+        >>> ebm = pg.energy.EBM(features=2, hidden=(16,), steps=5)
+        >>> contrastive_divergence(ebm, torch.randn(32, 2)).shape
+        torch.Size([])
+    """
+    d = model() if c is None else model(c)
+    if start == "data":
+        x0 = x
+    elif start == "init":
+        init = d.init if d.init.batch_shape == d.batch_shape else d.init.expand(d.batch_shape)
+        x0 = init.sample(torch.Size(_sample_dims(d, x)))
+    else:
+        raise ValueError(f"expected start 'data' or 'init', got {start!r}")
+    return _cd_loss(d, x, _negatives(d, x0, kernel, steps, generator), regularization)
+
+
+def persistent_contrastive_divergence(
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    buffer: ReplayBuffer,
+    steps: int | None = None,
+    kernel: Kernel | None = None,
+    regularization: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Persistent contrastive divergence: the chains carry over from step to step.
+
+    The loss is :func:`contrastive_divergence`'s, but each step's chains start where
+    earlier steps left them, kept in a :class:`~probgen.samplers.ReplayBuffer` (with a
+    fraction reinitialised from the model's initial distribution each step). Since the
+    model changes slowly, persistent chains stay near equilibrium and a few transitions
+    per step suffice. Give the buffer with :func:`functools.partial`:
+
+    .. code-block:: python
+
+        buffer = pg.samplers.ReplayBuffer(10_000, reinit=0.05)
+        objective = partial(pg.objectives.persistent_contrastive_divergence, buffer=buffer)
+        pg.fit(ebm, data, objective=objective)
+
+    The buffer is the objective's state, outside the model: save it with its
+    ``state_dict`` next to :func:`probgen.fit`'s checkpoint to resume exactly. With a
+    context, buffered states are run under the batch's context (the buffer is an
+    initialisation).
+
+    Arguments:
+        model: A module whose call ``model(c)`` returns an energy-based distribution.
+        x: A batch :math:`x^+` with shape :math:`(N, *E)`.
+        c: A context with shape :math:`(N, C)`, or ``None``.
+        buffer: The :class:`~probgen.samplers.ReplayBuffer` of persistent chains.
+        steps: Kernel transitions per step (default: the model's ``steps``).
+        kernel: The kernel (default: the model's).
+        regularization: The weight :math:`\lambda` of :func:`energy_regularization`.
+        generator: The random number generator of the kernel and the buffer.
+
+    Returns:
+        The scalar loss.
+
+    References:
+        | Training Restricted Boltzmann Machines using Approximations to the Likelihood
+          Gradient (Tieleman, 2008)
+        | Implicit Generation and Generalization in Energy-Based Models (Du and Mordatch,
+          2019) https://arxiv.org/abs/1903.08689
+
+    Example:
+        >>> import torch, probgen as pg
+        >>> ebm = pg.energy.EBM(features=2, hidden=(16,), steps=5)
+        >>> buffer = pg.samplers.ReplayBuffer(100)
+        >>> persistent_contrastive_divergence(ebm, torch.randn(32, 2), buffer=buffer).shape
+        torch.Size([])
+    """
+    d = model() if c is None else model(c)
+    event = d.event_shape
+    n = math.prod(x.shape[: x.dim() - len(event)])
+
+    def fresh(k: int) -> Tensor:
+        init = d.init
+        with torch.no_grad():
+            if init.batch_shape == ():
+                return init.sample(torch.Size((k,)))
+            return init.sample(torch.Size((math.ceil(k / init.batch_shape.numel()),))).reshape(
+                -1, *event
+            )[:k]
+
+    x0, idx = buffer.draw(n, fresh, generator)
+    x_neg = _negatives(d, x0.reshape(x.shape), kernel, steps, generator)
+    buffer.update(idx, x_neg.reshape(n, *event))
+    return _cd_loss(d, x, x_neg, regularization)

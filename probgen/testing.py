@@ -51,11 +51,19 @@ def _call(model: nn.Module, c: Tensor | None) -> Distribution:
     return model(c) if c is not None else model()
 
 
+def _score(d: Distribution, x: Tensor) -> Tensor:
+    # What the checks score: log_prob, or the unnormalised log-density of an energy model
+    # (whose log_prob raises until a normaliser is estimated).
+    if log_prob_kind(d) == "unnormalized":
+        return d.unnormalized_log_prob(x)
+    return d.log_prob(x)
+
+
 def _seeded_log_prob(model: nn.Module, c: Tensor | None, x: Tensor) -> Tensor:
     # Estimates and bounds draw noise inside log_prob: compare them under the same seed.
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return _call(model, c).log_prob(x)
+        return _score(_call(model, c), x)
 
 
 def _tol(x: Tensor) -> float:
@@ -93,7 +101,7 @@ def check_shapes(model: nn.Module, c: Tensor | None = None, sample_shape: Size =
     assert x.shape == full, f"sample{tuple(sample_shape)} has shape {tuple(x.shape)}, not {full}"
     kind = log_prob_kind(d)
     if kind != "none":
-        lp = d.log_prob(x)
+        lp = _score(d, x)
         assert lp.shape == sample_shape + d.batch_shape, (
             f"log_prob has shape {tuple(lp.shape)}, expected {sample_shape + d.batch_shape}"
         )
@@ -109,7 +117,7 @@ def check_shapes(model: nn.Module, c: Tensor | None = None, sample_shape: Size =
     x = e.sample()
     assert x.shape == (2, *d.batch_shape, *d.event_shape), f"expand gave {tuple(x.shape)}"
     if kind != "none":
-        assert e.log_prob(x).shape == (2, *d.batch_shape)
+        assert _score(e, x).shape == (2, *d.batch_shape)
 
 
 def check_transform(t: Transform, x: Tensor, atol: float | None = None):
@@ -231,7 +239,7 @@ def check_goodness_of_fit(
 def check_gradients(model: nn.Module, x: Tensor, c: Tensor | None = None):
     r"""Checks that the gradient of the mean log-density reaches every parameter, finite."""
     model.zero_grad()
-    loss = -_call(model, c).log_prob(x).mean()
+    loss = -_score(_call(model, c), x).mean()
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, f"no gradient reaches {name}"
@@ -281,6 +289,10 @@ def check_pyro(model: nn.Module, c: Tensor | None = None, plate: int = 4):
     assert x.shape == (plate, *d.batch_shape, *d.event_shape), f"plate sample {tuple(x.shape)}"
     if log_prob_kind(d) == "none":
         return
+    if log_prob_kind(d) == "unnormalized":
+        # No normalised density for Pyro to score: the unnormalised one has its shape.
+        assert _score(d, x.detach()).shape == (plate, *d.batch_shape)
+        return
     trace = tr.trace
     trace.compute_log_prob()
     site = trace.nodes["x"]
@@ -307,7 +319,7 @@ def check_bad_input(model: nn.Module, c: Tensor | None = None):
         (torch.full_like(x, math.inf), "inf"),
     ]:
         try:
-            d.log_prob(bad)
+            _score(d, bad)
         except ValueError:
             continue
         raise AssertionError(f"log_prob accepted {what} without a ValueError")

@@ -189,7 +189,35 @@ def _image_flows() -> list[Case]:
     return cases
 
 
-CASES: list[Case] = _flows() + _image_flows() + _autoregressive()
+def _energy() -> list[Case]:
+    # Unnormalised densities: the suite scores unnormalized_log_prob and skips quadrature
+    # and goodness of fit; test_energy.py checks the kernels and normalisers instead.
+    kernel = pg.samplers.MALA(0.05)
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(
+                f"EBM{tag}",
+                lambda c=context: pg.energy.EBM(
+                    features=2, context=c, hidden=(16,), kernel=kernel, steps=3
+                ),
+                context,
+                (2,),
+            ),
+            Case(
+                f"RBM{tag}",
+                lambda c=context: pg.energy.RBM(5, 3, context=c, steps=3),
+                context,
+                (5,),
+                quadrature=False,
+                gof=False,
+            ),
+        ]
+    return cases
+
+
+CASES: list[Case] = _flows() + _image_flows() + _autoregressive() + _energy()
 
 
 def build(case: Case) -> nn.Module:
@@ -201,7 +229,7 @@ def build(case: Case) -> nn.Module:
     c = torch.randn(case.context) if case.context else None
     with torch.no_grad():
         d = model(c) if c is not None else model()
-        if pg.distributions.log_prob_kind(d) != "none":
+        if pg.distributions.log_prob_kind(d) not in ("none", "unnormalized"):
             d.log_prob(d.sample((16,)))
     pg.testing.perturb(model, scale=0.1)
     return model

@@ -3,6 +3,15 @@ r"""Distribution values of every family and the lazy modules that build them."""
 from .autoregressive import MADE, NADE, Autoregressive, ChainRule, OrderMixture
 from .base import LOG_PROB_KINDS, GenerativeDistribution, log_prob_kind
 from .dequantized import Dequantization, Dequantized, VariationalDequantizer
+from .energy import (
+    EBM,
+    RBM,
+    EnergyBased,
+    LogNormalizer,
+    RBMTarget,
+    RestrictedBoltzmann,
+    guided_score,
+)
 from .elements import (
     BernoulliFamily,
     CategoricalFamily,
@@ -47,4 +56,11 @@ __all__ = [
     "GaussianFamily",
     "LogisticMixtureFamily",
     "DiscretizedLogisticMixture",
+    "EnergyBased",
+    "EBM",
+    "LogNormalizer",
+    "RBMTarget",
+    "RestrictedBoltzmann",
+    "RBM",
+    "guided_score",
 ]
