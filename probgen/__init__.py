@@ -4,10 +4,12 @@ __version__ = "0.1.0"
 
 from . import (
     autoregressive,
+    data,
     distributions,
     energy,
     flows,
     lazy,
+    metrics,
     nn,
     objectives,
     samplers,
@@ -19,11 +21,13 @@ from .train import fit
 __all__ = [
     "__version__",
     "autoregressive",
+    "data",
     "distributions",
     "energy",
     "fit",
     "flows",
     "lazy",
+    "metrics",
     "nn",
     "objectives",
     "samplers",

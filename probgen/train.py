@@ -37,6 +37,7 @@ from .objectives import unwrap
 Objective = Callable[[nn.Module, Tensor | None, Tensor | None], Tensor]
 Batch = tuple[Tensor | None, Tensor | None]
 Data = Tensor | tuple[Tensor, Tensor] | Dataset | DataLoader | Callable[[int], Any] | None
+Scheduler = Callable[[torch.optim.Optimizer], Any]
 
 # The name of the only player when `objective` is not a dict.
 _SINGLE = "loss"
@@ -159,6 +160,7 @@ def fit(
     lr: float = 1e-3,
     optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None = None,
     schedule: Mapping[str, int] | None = None,
+    scheduler: Scheduler | Mapping[str, Scheduler] | None = None,
     context: Tensor | None = None,
     val_data: Data = None,
     val_every: int | None = None,
@@ -213,6 +215,10 @@ def fit(
             with the keys of ``objective``, each over its player's parameters.
         schedule: With several players, ``{name: k}``: player ``name`` takes ``k``
             optimizer steps a round (default 1), e.g. 5 critic steps per generator step.
+        scheduler: A learning-rate schedule: a function ``optimizer -> LRScheduler``
+            (e.g. ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)``),
+            stepped once after every step (round); with several players, a dict of them
+            for some of the players. Its state is checkpointed and restored on resume.
         context: The context :math:`c` with shape :math:`(N, C)` of a tensor ``data``,
             instead of the pair form.
         val_data: Validation data in the same forms as ``data`` but finite (no callable,
@@ -274,6 +280,7 @@ def fit(
         raise ValueError(f"expected model to be a torch.nn.Module, got {type(model).__name__}")
     module = unwrap(model)
     objective_, optimizer_, schedule_ = _players(module, objective, optimizer, schedule, lr)
+    schedulers = _schedulers(scheduler, optimizer_)
     _check_positive(batch_size=batch_size, val_every=val_every, checkpoint_every=checkpoint_every)
     if clip_grad is not None and not clip_grad > 0:
         raise ValueError(f"expected clip_grad > 0, got {clip_grad}")
@@ -301,7 +308,7 @@ def fit(
     # 3. A fresh start or a resumed one.
     history = History({k: [] for k in objective_}, [], {}, 0, dict(schedule_))
     if resume and path is not None and path.exists():
-        history = _load(path, module, optimizer_, stream, rank, world, seed)
+        history = _load(path, module, optimizer_, schedulers, stream, rank, world, seed)
     elif seed is not None:
         _seed_all(seed + rank)
 
@@ -312,7 +319,7 @@ def fit(
         )
     run = _Run(
         net, module, objective_, optimizer_, stream, device_, path, seed, rank, world,
-        clip_grad, saved=history.step,
+        clip_grad, saved=history.step, schedulers=schedulers,
     )  # fmt: skip
 
     # 4. The loop.
@@ -325,6 +332,8 @@ def fit(
             for name, k in schedule_.items():
                 for _ in range(k):
                     history.losses[name].append(run.player_step(name, step))
+            for sched in schedulers.values():
+                sched.step()
             history.step = step
             bar.update(1)
             bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.losses.items()}, refresh=False)
@@ -364,6 +373,7 @@ class _Run:
     # parameter to get a gradient. Unknown until the first step, which fit averages itself.
     native: bool | None = None
     called: bool = False
+    schedulers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._hook = None
@@ -471,6 +481,7 @@ class _Run:
                 "world_size": self.world,
                 "model": self.module.state_dict(),
                 "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+                "schedulers": {k: sch.state_dict() for k, sch in self.schedulers.items()},
                 "history": history.state_dict(),
                 "ranks": ranks,
             }
@@ -540,6 +551,34 @@ def _players(
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"expected schedule[{name!r}] to be an int >= 1, got {k!r}")
     return objectives_, optimizers, {k: schedule.get(k, 1) for k in objectives_}
+
+
+def _schedulers(
+    scheduler: Scheduler | Mapping[str, Scheduler] | None,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+) -> dict[str, Any]:
+    if scheduler is None:
+        return {}
+    if not isinstance(scheduler, Mapping):
+        if len(optimizers) != 1:
+            raise ValueError(
+                f"several players {sorted(optimizers)} need a dict of schedulers (or none)"
+            )
+        scheduler = {next(iter(optimizers)): scheduler}
+    unknown = set(scheduler) - set(optimizers)
+    if unknown:
+        raise ValueError(f"schedulers name {sorted(unknown)}, which are not players")
+    built = {}
+    for name, make in scheduler.items():
+        if not callable(make):
+            raise ValueError(f"expected a function optimizer -> LRScheduler for {name!r}")
+        built[name] = make(optimizers[name])
+        if not hasattr(built[name], "step") or not hasattr(built[name], "state_dict"):
+            raise ValueError(
+                f"the scheduler of {name!r} returned {type(built[name]).__name__}, "
+                "not a learning-rate scheduler"
+            )
+    return built
 
 
 def _default_objective(module: nn.Module) -> Objective:
@@ -964,6 +1003,7 @@ def _load(
     path: Path,
     module: nn.Module,
     optimizers: Mapping[str, torch.optim.Optimizer],
+    schedulers: Mapping[str, Any],
     stream: _Stream,
     rank: int,
     world: int,
@@ -980,6 +1020,14 @@ def _load(
     module.load_state_dict(state["model"])
     for k, opt in optimizers.items():
         opt.load_state_dict(state["optimizers"][k])
+    saved = state.get("schedulers", {})
+    if set(saved) != set(schedulers):
+        raise ValueError(
+            f"{path} holds learning-rate schedules for {sorted(saved)}, "
+            f"this run has them for {sorted(schedulers)}"
+        )
+    for k, sch in schedulers.items():
+        sch.load_state_dict(saved[k])
     history = History.from_state_dict(state["history"])
     ranks = state["ranks"]
     local = ranks[rank] if len(ranks) == world else ranks[0]

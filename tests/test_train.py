@@ -377,6 +377,39 @@ def test_resume_is_bit_identical(form, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
 
 
+def test_resume_restores_the_learning_rate_schedule(tmp_path):
+    def cosine(opt):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
+
+    kwargs = dict(objective=noisy_nll, batch_size=32, seed=3, progress=False, scheduler=cosine)
+    straight = flow(seed=1)
+    h1 = pg.fit(straight, sampler, steps=20, **kwargs)
+    path = tmp_path / "ckpt.pt"
+    pg.fit(flow(seed=1), sampler, steps=10, checkpoint=path, **kwargs)
+    resumed = flow(seed=2)
+    h2 = pg.fit(resumed, sampler, steps=20, checkpoint=path, resume=True, **kwargs)
+    assert same(params(straight), params(resumed)) and h1 == h2
+    # A checkpoint with a schedule refuses a run without one.
+    pg.fit(flow(seed=1), sampler, steps=10, checkpoint=tmp_path / "b.pt", **kwargs)
+    with pytest.raises(ValueError, match="learning-rate schedules"):
+        pg.fit(
+            flow(seed=2), sampler, steps=20, checkpoint=tmp_path / "b.pt", resume=True,
+            objective=noisy_nll, batch_size=32, seed=3, progress=False,
+        )
+
+
+def test_scheduler_changes_the_learning_rate():
+    def step_lr(opt):
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
+
+    model = flow()
+    opt = torch.optim.Adam(model.parameters(), lr=1.0)
+    pg.fit(model, sampler, steps=10, optimizer=opt, scheduler=step_lr, progress=False)
+    assert math.isclose(opt.param_groups[0]["lr"], 0.01)
+    with pytest.raises(ValueError, match="LRScheduler"):
+        pg.fit(flow(), sampler, steps=1, scheduler=42, progress=False)
+
+
 def test_validation_leaves_training_unchanged():
     x, val = gaussian(64), gaussian(32, seed=1)
     kwargs = dict(objective=noisy_nll, steps=6, batch_size=16, seed=0, progress=False)

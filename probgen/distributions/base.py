@@ -17,6 +17,7 @@ __all__ = [
 from typing import Any
 
 import pyro.distributions as dist
+import torch
 from torch import Size, Tensor
 from torch.distributions import Distribution
 
@@ -64,6 +65,14 @@ class GenerativeDistribution(dist.TorchDistribution):
         validation is on (the default; see :func:`pyro.enable_validation`).
         """
         check_event(x, self.event_shape)
+        expected = self.batch_shape + self.event_shape
+        try:
+            torch.broadcast_shapes(x.shape, expected)
+        except RuntimeError:
+            raise ValueError(
+                f"value of shape {tuple(x.shape)} does not broadcast with batch_shape + "
+                f"event_shape {tuple(expected)}"
+            ) from None
         if self._validate_args:
             check_finite(x)
             support = self.support
