@@ -113,15 +113,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optimizer(model: nn.Module, lr: float, steps: int) -> torch.optim.Optimizer:
-    # Cosine decay to 0, stepped after every optimizer step by a hook, so that fit's own
-    # loop (which knows nothing of schedules) runs it.
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    optimizer.register_step_post_hook(lambda *_: schedule.step())
-    return optimizer
-
-
 def _reach(d: Any) -> float:
     # Where the data lie: the spline interval and the plots cover [-reach, reach]^2.
     with torch.no_grad():
@@ -169,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     d.sample,
                     steps=steps,
                     batch_size=args.batch_size,
-                    optimizer=_optimizer(model, args.lr, steps),
+                    lr=args.lr,
+                    # Cosine decay to 0 over the run.
+                    scheduler=lambda opt, n=steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+                        opt, T_max=n
+                    ),
                     seed=args.seed,
                     progress=args.progress,
                 )
