@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["HMC", "leapfrog"]
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -64,8 +65,9 @@ class HMC:
     .. math:: \alpha = \min(1, \exp(H(x, p) - H(y, q))), \quad
         H(x, p) = -\log \tilde\pi(x) + \tfrac12 \|p\|^2 .
 
-    Tune :math:`\epsilon` with :func:`probgen.samplers.dual_averaging` (an acceptance rate
-    near 0.65 to 0.8 is typical).
+    Tune :math:`\epsilon` with :func:`probgen.samplers.dual_averaging`, which aims by
+    default at an acceptance rate of 0.65, optimal for high-dimensional Gaussian-like
+    targets (Beskos et al., 2013).
 
     Arguments:
         step_size: The leapfrog step :math:`\epsilon` (a float, or a 0-d tensor as
@@ -76,6 +78,8 @@ class HMC:
         | Hybrid Monte Carlo (Duane et al., 1987)
         | MCMC using Hamiltonian dynamics (Neal, 2011)
         | https://arxiv.org/abs/1206.1901
+        | Optimal tuning of the hybrid Monte Carlo algorithm (Beskos et al., 2013)
+        | https://arxiv.org/abs/1001.4460
 
     Example:
         >>> from probgen.samplers import run_chain
@@ -87,6 +91,8 @@ class HMC:
 
     step_size: float | Tensor = 0.1
     steps: int = 10
+    # What step-size adaptation aims at by default (Beskos et al., 2013).
+    optimal_accept: ClassVar[float] = 0.65
 
     def __post_init__(self) -> None:
         _check_step_size(self.step_size)

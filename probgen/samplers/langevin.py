@@ -22,6 +22,7 @@ from __future__ import annotations
 __all__ = ["ULA", "MALA"]
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -114,6 +115,8 @@ class MALA:
     """
 
     step_size: float | Tensor = 0.01
+    # What step-size adaptation aims at by default (Roberts and Rosenthal, 1998).
+    optimal_accept: ClassVar[float] = 0.574
 
     def __post_init__(self) -> None:
         _check_step_size(self.step_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["RandomWalk"]
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -48,6 +49,8 @@ class RandomWalk:
     """
 
     step_size: float | Tensor = 0.1
+    # What step-size adaptation aims at by default (Roberts, Gelman and Gilks, 1997).
+    optimal_accept: ClassVar[float] = 0.234
 
     def __post_init__(self) -> None:
         _check_step_size(self.step_size)

@@ -44,8 +44,8 @@ class ToPyroKernel(MCMCKernel):
         initial_params: The initial dict of unconstrained tensors (with ``potential_fn``).
         transforms: Transforms to the unconstrained space, as Pyro's kernels take them.
         adapt_step_size: Whether to adapt the step size during warm-up.
-        schedule: The dual averaging's constants and target acceptance (default
-            :class:`~probgen.samplers.DualAveraging`).
+        schedule: The dual averaging's constants and target acceptance (default: the
+            kernel's ``optimal_accept``).
         generator: The random number generator (Pyro's seeded global RNG by default).
 
     Example:
@@ -81,7 +81,8 @@ class ToPyroKernel(MCMCKernel):
         self._initial_params = initial_params
         fields = {f.name for f in dataclasses.fields(kernel)}
         self.adapt_step_size = adapt_step_size and "step_size" in fields
-        self.schedule, self.generator = schedule or DualAveraging(), generator
+        accept = getattr(kernel, "optimal_accept", 0.8)
+        self.schedule, self.generator = schedule or DualAveraging(accept), generator
         self._state: KernelState | None = None
         self._last: dict[str, Tensor] | None = None
         self._t, self._warmup, self._accept_sum = 0, 0, 0.0
