@@ -99,6 +99,23 @@ class LazyInverse(LazyTransform):
         return self.transform
 
 
+def _register(
+    module: nn.Module, meta: Callable, args: tuple[Tensor, ...], buffer: bool, kwargs: dict
+) -> None:
+    # Positional tensors become `_0`, `_1`, ...: buffers follow `.to()` and `state_dict`,
+    # parameters are trained as well.
+    module.meta, module.kwargs = meta, kwargs
+    for i, arg in enumerate(args):
+        if buffer:
+            module.register_buffer(f"_{i}", arg)
+        else:
+            module.register_parameter(f"_{i}", nn.Parameter(arg))
+
+
+def _repr(module: nn.Module) -> str:
+    return f"{module.__class__.__name__}({getattr(module.meta, '__name__', module.meta)})"
+
+
 class UnconditionalDistribution(LazyDistribution):
     r"""A distribution with no context, built from constructor arguments on each call.
 
@@ -123,16 +140,9 @@ class UnconditionalDistribution(LazyDistribution):
         self, meta: Callable[..., Distribution], *args: Tensor, buffer: bool = True, **kwargs: Any
     ) -> None:
         super().__init__()
-        self.meta = meta
-        for i, arg in enumerate(args):
-            if buffer:
-                self.register_buffer(f"_{i}", arg)
-            else:
-                self.register_parameter(f"_{i}", nn.Parameter(arg))
-        self.kwargs = kwargs
+        _register(self, meta, args, buffer, kwargs)
 
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({getattr(self.meta, '__name__', self.meta)})"
+    __repr__ = _repr
 
     def forward(self, c: Tensor | None = None) -> Distribution:
         self.check_context(c)
@@ -153,16 +163,9 @@ class UnconditionalTransform(LazyTransform):
         self, meta: Callable[..., Transform], *args: Tensor, buffer: bool = False, **kwargs: Any
     ) -> None:
         super().__init__()
-        self.meta = meta
-        for i, arg in enumerate(args):
-            if buffer:
-                self.register_buffer(f"_{i}", arg)
-            else:
-                self.register_parameter(f"_{i}", nn.Parameter(arg))
-        self.kwargs = kwargs
+        _register(self, meta, args, buffer, kwargs)
 
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({getattr(self.meta, '__name__', self.meta)})"
+    __repr__ = _repr
 
     def forward(self, c: Tensor | None = None) -> Transform:
         return self.meta(*_arguments(self), **self.kwargs)

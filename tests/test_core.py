@@ -110,3 +110,11 @@ def test_the_flow_is_a_module_that_saves_whole():
     again = torch.load(buffer, weights_only=False)
     c, x = torch.randn(4, 1), torch.randn(4, 2)
     assert torch.equal(flow(c).log_prob(x), again(c).log_prob(x))
+
+
+def test_iaf_samples_in_one_pass_and_maf_scores_in_one():
+    from probgen.lazy import LazyInverse
+
+    iaf, maf = pg.flows.IAF(3, transforms=2), pg.flows.MAF(3, transforms=2)
+    assert all(isinstance(t, LazyInverse) for t in iaf.transforms)
+    assert not any(isinstance(t, LazyInverse) for t in maf.transforms)

@@ -197,13 +197,21 @@ class MAF(Flow):
     ) -> None:
         _check_features(features, context)
         layers = [
-            MaskedAutoregressive(features, context, order, univariate, shapes, hidden, activation)
+            self._layer(
+                MaskedAutoregressive(
+                    features, context, order, univariate, shapes, hidden, activation
+                )
+            )
             for order in _orders(features, transforms, randperm)
         ]
         super().__init__(layers, _standard_normal(features))
 
+    @staticmethod
+    def _layer(t: MaskedAutoregressive) -> LazyTransform:
+        return t
 
-class IAF(Flow):
+
+class IAF(MAF):
     r"""An inverse autoregressive flow: sampling in one pass, density in :math:`D` passes.
 
     Each transform is the inverse of a masked autoregressive one, which makes the flow a
@@ -224,25 +232,10 @@ class IAF(Flow):
         | https://arxiv.org/abs/1606.04934
     """
 
-    def __init__(
-        self,
-        features: int,
-        context: int = 0,
-        transforms: int = 5,
-        randperm: bool = False,
-        univariate: Callable[..., Transform] = MonotonicAffineTransform,
-        shapes: Sequence[tuple[int, ...]] = ((), ()),
-        hidden: Sequence[int] = (64, 64),
-        activation: type[nn.Module] = nn.ReLU,
-    ) -> None:
-        _check_features(features, context)
-        layers = [
-            MaskedAutoregressive(
-                features, context, order, univariate, shapes, hidden, activation
-            ).inv
-            for order in _orders(features, transforms, randperm)
-        ]
-        super().__init__(layers, _standard_normal(features))
+    @staticmethod
+    def _layer(t: MaskedAutoregressive) -> LazyTransform:
+        # The inverse of a masked autoregressive transform: one pass from noise to data.
+        return t.inv
 
 
 class RealNVP(Flow):
