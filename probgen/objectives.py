@@ -27,16 +27,30 @@ __all__ = [
     "contrastive_divergence",
     "persistent_contrastive_divergence",
     "energy_regularization",
+    "AdversarialLoss",
+    "minimax",
+    "non_saturating",
+    "wasserstein",
+    "hinge",
+    "least_squares",
+    "gradient_penalty",
+    "clip_weights",
+    "discriminator_loss",
+    "generator_loss",
+    "adversarial",
+    "mmd",
 ]
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 from torch import Size, Tensor
 
+from .metrics.two_sample import MixtureRBF, mmd2
 from .samplers import Kernel, ReplayBuffer, run_chain
 
 
@@ -328,3 +342,284 @@ def persistent_contrastive_divergence(
     x_neg = _negatives(d, x0.reshape(x.shape), kernel, steps, generator)
     buffer.update(idx, x_neg.reshape(n, *event))
     return _cd_loss(d, x, x_neg, regularization)
+
+
+# Implicit models: adversarial losses (GANs) and maximum mean discrepancy (GMMN).
+
+
+class AdversarialLoss:
+    r"""The two players' losses of a GAN, as functions of the critic's outputs.
+
+    ``critic(real, fake)`` is the discriminator's loss given its logits on a real and a
+    generated batch; ``generator(fake)`` is the generator's loss given the logits on a
+    generated batch. Both are scalars to minimise. The module-level instances
+    :data:`minimax`, :data:`non_saturating`, :data:`wasserstein`, :data:`hinge` and
+    :data:`least_squares` are the usual ones; :func:`adversarial` turns one into the
+    objectives of :func:`probgen.fit`.
+
+    Arguments:
+        name: A short name.
+        critic: The discriminator's loss ``(real, fake) -> scalar``.
+        generator: The generator's loss ``fake -> scalar``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        critic: Callable[[Tensor, Tensor], Tensor],
+        generator: Callable[[Tensor], Tensor],
+    ) -> None:
+        self.name, self.critic, self.generator = name, critic, generator
+
+    def __repr__(self) -> str:
+        return f"AdversarialLoss({self.name!r})"
+
+
+def _bce_critic(real: Tensor, fake: Tensor) -> Tensor:
+    # -log sigmoid(r) - log(1 - sigmoid(f)), written with softplus for stability.
+    return nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
+
+
+minimax = AdversarialLoss("minimax", _bce_critic, lambda fake: -nn.functional.softplus(fake).mean())
+minimax.__doc__ = r"""The original GAN game (Goodfellow et al., 2014, eq. 1):
+
+.. math:: \ell_D = -\mathbb{E}\log\sigma(D(x)) - \mathbb{E}\log(1 - \sigma(D(G(z)))),
+    \qquad \ell_G = \mathbb{E}\log(1 - \sigma(D(G(z))))
+
+For a fixed generator the optimal discriminator is :math:`\sigma(D^*(x)) = p(x) / (p(x)
++ q(x))`. The generator's gradient vanishes when the discriminator wins (saturation).
+"""
+
+non_saturating = AdversarialLoss(
+    "non_saturating", _bce_critic, lambda fake: nn.functional.softplus(-fake).mean()
+)
+non_saturating.__doc__ = r"""The non-saturating GAN: the minimax critic, and the generator
+maximises :math:`\log \sigma(D(G(z)))` instead, :math:`\ell_G = -\mathbb{E}\log\sigma(D(G(z)))`
+(same fixed points, strong gradients early on; Goodfellow et al., 2014, section 3)."""
+
+wasserstein = AdversarialLoss(
+    "wasserstein", lambda real, fake: fake.mean() - real.mean(), lambda fake: -fake.mean()
+)
+wasserstein.__doc__ = r"""The Wasserstein GAN: the critic maximises
+:math:`\mathbb{E} D(x) - \mathbb{E} D(G(z))`, the Kantorovich-Rubinstein dual of
+:math:`W_1` when :math:`D` is 1-Lipschitz, kept so by weight clipping
+(``adversarial(wasserstein, clip=0.01)``, Arjovsky et al., 2017,
+https://arxiv.org/abs/1701.07875) or a gradient penalty (``penalty=10.0``, WGAN-GP,
+Gulrajani et al., 2017, https://arxiv.org/abs/1704.00028)."""
+
+hinge = AdversarialLoss(
+    "hinge",
+    lambda real, fake: nn.functional.relu(1 - real).mean() + nn.functional.relu(1 + fake).mean(),
+    lambda fake: -fake.mean(),
+)
+hinge.__doc__ = r"""The hinge loss, :math:`\ell_D = \mathbb{E}\max(0, 1 - D(x)) +
+\mathbb{E}\max(0, 1 + D(G(z)))`, :math:`\ell_G = -\mathbb{E} D(G(z))`; usually with a
+spectrally normalised critic (Miyato et al., 2018, https://arxiv.org/abs/1802.05957)."""
+
+least_squares = AdversarialLoss(
+    "least_squares",
+    lambda real, fake: ((real - 1).square().mean() + fake.square().mean()) / 2,
+    lambda fake: (fake - 1).square().mean() / 2,
+)
+least_squares.__doc__ = r"""The least-squares GAN (Mao et al., 2017,
+https://arxiv.org/abs/1611.04076): :math:`\ell_D = \frac12\mathbb{E}(D(x) - 1)^2 +
+\frac12\mathbb{E}D(G(z))^2`, :math:`\ell_G = \frac12\mathbb{E}(D(G(z)) - 1)^2`."""
+
+
+def gradient_penalty(
+    critic: Callable[..., Tensor], real: Tensor, fake: Tensor, c: Tensor | None = None
+) -> Tensor:
+    r"""The WGAN-GP gradient penalty, two-sided, at random interpolates:
+
+    .. math:: r = \mathbb{E}_{\hat x}\big(\|\nabla_{\hat x} D(\hat x)\|_2 - 1\big)^2, \qquad
+        \hat x = \epsilon x + (1 - \epsilon) \tilde x, \quad \epsilon \sim U(0, 1)
+
+    The optimal critic of the Wasserstein dual has unit gradient norm almost everywhere
+    between the two distributions; the penalty pulls it there (a soft Lipschitz
+    constraint). It is zero for any critic with unit gradient norm, e.g. a linear critic
+    with a unit-norm weight. Differentiable in the critic's parameters (double backward).
+
+    Arguments:
+        critic: The critic, ``critic(x)`` or ``critic(x, c)``, on :math:`x` with shape
+            :math:`(N, *E)`, returning shape :math:`(N,)` (e.g. :meth:`GAN.critic`).
+        real: Data :math:`x` with shape :math:`(N, *E)`.
+        fake: Generated samples :math:`\tilde x` with shape :math:`(N, *E)`.
+        c: The contexts with shape :math:`(N, C)`, or ``None``.
+
+    Returns:
+        The scalar penalty :math:`r` (to be weighted, :math:`\lambda = 10` in the paper).
+
+    References:
+        | Improved Training of Wasserstein GANs (Gulrajani et al., 2017), Algorithm 1
+        | https://arxiv.org/abs/1704.00028
+
+    Example:
+        >>> critic = lambda x: x @ torch.tensor([0.6, 0.8])
+        >>> float(gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2)))
+        0.0
+    """
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"expected real and fake of the same shape, got {tuple(real.shape)} and "
+            f"{tuple(fake.shape)}"
+        )
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), dtype=real.dtype, device=real.device)
+    x = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    out = critic(x) if c is None else critic(x, c)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    norm = grad.reshape(len(x), -1).norm(dim=-1)
+    return (norm - 1).square().mean()
+
+
+@torch.no_grad()
+def clip_weights(module: nn.Module, clip: float) -> None:
+    r"""Clamps every parameter of ``module`` to :math:`[-\text{clip}, \text{clip}]`, in
+    place (the WGAN's crude Lipschitz constraint)."""
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
+
+
+def _fake(model: nn.Module, x: Tensor, c: Tensor | None) -> Tensor:
+    # A generated batch matching x: N samples, or one per context row.
+    d = model() if c is None else model(c)
+    event = len(d.event_shape)
+    n = x.shape[: x.dim() - event]
+    if c is None:
+        return d.rsample(n)
+    if tuple(d.batch_shape) != tuple(n):
+        raise ValueError(
+            f"expected a context with batch shape {tuple(n)} (one row per data point), got "
+            f"{tuple(c.shape)}"
+        )
+    return d.rsample()
+
+
+def discriminator_loss(
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    loss: AdversarialLoss = non_saturating,
+    penalty: float = 0.0,
+    clip: float | None = None,
+) -> Tensor:
+    r"""The discriminator's (critic's) objective of a GAN on a batch.
+
+    .. math:: \ell_D = \mathrm{loss.critic}(D(x, c), D(\tilde x, c)) + \lambda r,
+        \qquad \tilde x \sim p_\theta(\cdot | c)
+
+    with the generated batch detached (the generator does not move on this loss) and
+    :math:`r` the :func:`gradient_penalty` when ``penalty`` :math:`= \lambda > 0`.
+
+    Arguments:
+        model: A :class:`~probgen.implicit.GAN` (possibly wrapped by DDP).
+        x: A batch of data with shape :math:`(N, *E)`.
+        c: Its contexts with shape :math:`(N, C)`, or ``None``.
+        loss: The :class:`AdversarialLoss`.
+        penalty: The weight :math:`\lambda` of the gradient penalty (0: none).
+        clip: Clamp the discriminator's parameters to :math:`[-clip, clip]` before use
+            (the WGAN's weight clipping); ``None``: no clipping.
+
+    Returns:
+        The scalar loss.
+    """
+    gan = unwrap(model)
+    if clip is not None:
+        clip_weights(gan.discriminator, clip)
+    with torch.no_grad():
+        fake = _fake(model, x, c)
+    value = loss.critic(gan.critic(x, c), gan.critic(fake, c))
+    if penalty:
+        value = value + penalty * gradient_penalty(gan.critic, x, fake, c)
+    return value
+
+
+def generator_loss(
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    loss: AdversarialLoss = non_saturating,
+    clip: float | None = None,
+) -> Tensor:
+    r"""The generator's objective of a GAN: ``loss.generator`` of the critic's logits on a
+    reparameterised generated batch of the size of ``x`` (and with its contexts ``c``).
+
+    Arguments:
+        model: A :class:`~probgen.implicit.GAN` (possibly wrapped by DDP).
+        x: A batch of data with shape :math:`(N, *E)` (only its size is used).
+        c: Its contexts with shape :math:`(N, C)`, or ``None``.
+        loss: The :class:`AdversarialLoss`.
+        clip: The weight clipping of :func:`discriminator_loss`, applied here too so that
+            the generator always sees the clipped critic.
+
+    Returns:
+        The scalar loss.
+    """
+    gan = unwrap(model)
+    if clip is not None:
+        clip_weights(gan.discriminator, clip)
+    return loss.generator(gan.critic(_fake(model, x, c), c))
+
+
+def adversarial(
+    loss: AdversarialLoss = non_saturating, penalty: float = 0.0, clip: float | None = None
+) -> dict[str, Callable[..., Tensor]]:
+    r"""The two players of a GAN, as :func:`probgen.fit`'s dict of objectives.
+
+    The discriminator comes first, so a round is ``schedule["discriminator"]`` critic
+    steps, then the generator's.
+
+    Arguments:
+        loss: The :class:`AdversarialLoss` (:data:`non_saturating` by default).
+        penalty: The WGAN-GP gradient-penalty weight (e.g. 10 with :data:`wasserstein`).
+        clip: The WGAN's weight clipping (e.g. 0.01 with :data:`wasserstein`).
+
+    Returns:
+        ``{"discriminator": ..., "generator": ...}``.
+
+    Example:
+        >>> players = adversarial(wasserstein, penalty=10.0)
+        >>> sorted(players)
+        ['discriminator', 'generator']
+    """
+    if not isinstance(loss, AdversarialLoss):
+        raise ValueError(f"expected an AdversarialLoss, got {type(loss).__name__}")
+    if penalty < 0 or (clip is not None and clip <= 0):
+        raise ValueError(f"expected penalty >= 0 and clip > 0, got {penalty} and {clip}")
+    return {
+        "discriminator": partial(discriminator_loss, loss=loss, penalty=penalty, clip=clip),
+        "generator": partial(generator_loss, loss=loss, clip=clip),
+    }
+
+
+def mmd(model: nn.Module, x: Tensor, c: Tensor | None = None, *, kernel: Any = None) -> Tensor:
+    r"""The unbiased squared maximum mean discrepancy between a batch and as many
+    reparameterised samples of the model: the GMMN loss.
+
+    .. math:: \ell = \widehat{\mathrm{MMD}}^2_u\big(\{x_i\}, \{\tilde x_i\}\big), \qquad
+        \tilde x_i \sim p_\theta(\cdot | c_i)
+
+    With a context, the points compared are the pairs :math:`(x_i, c_i)` and
+    :math:`(\tilde x_i, c_i)`: the joint distributions are matched.
+
+    Arguments:
+        model: A module whose call ``model(c)`` returns a reparameterisable distribution.
+        x: A batch with shape :math:`(N, *E)`.
+        c: Its contexts with shape :math:`(N, C)`, or ``None``.
+        kernel: The kernel (default :class:`probgen.metrics.MixtureRBF`, bandwidths from
+            the median heuristic on each batch, detached).
+
+    Returns:
+        The scalar loss.
+
+    References:
+        | Generative Moment Matching Networks (Li et al., 2015)
+        | https://arxiv.org/abs/1502.02761
+    """
+    fake = _fake(model, x, c)
+    n = x.shape[0]
+    a, b = x.reshape(n, -1), fake.reshape(n, -1)
+    if c is not None:
+        a, b = torch.cat([a, c.to(a.dtype)], -1), torch.cat([b, c.to(b.dtype)], -1)
+    return mmd2(a, b, MixtureRBF() if kernel is None else kernel)

@@ -217,7 +217,74 @@ def _energy() -> list[Case]:
     return cases
 
 
-CASES: list[Case] = _flows() + _image_flows() + _autoregressive() + _energy()
+def _implicit() -> list[Case]:
+    # No density: the suite checks shapes, context batch shapes, expand, Pyro sample sites
+    # and seeded samples (train/eval, state_dict); test_implicit.py checks that rsample
+    # gradients reach every generator parameter and that log_prob raises.
+    im = pg.implicit
+    no_density = dict(quadrature=False, gof=False)
+    skip = {"gradients": "no log_prob to differentiate; the discriminator is not part of "
+            "the distribution: test_implicit.py checks rsample gradients instead"}
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(
+                f"GAN{tag}",
+                lambda c=context: im.GAN(
+                    im.ContextMLP(4, 2, c, hidden=(16,)),
+                    im.spectral_normalize(im.ContextMLP(2, 1, c, hidden=(16,))),
+                    latent=4,
+                    context=c,
+                ),
+                context,
+                skip=skip,
+                **no_density,
+            ),
+            Case(
+                f"GMMN{tag}",
+                lambda c=context: im.GMMN(im.ContextMLP(3, 2, c, hidden=(16,)), 3, c),
+                context,
+                skip=skip,
+                **no_density,
+            ),
+        ]
+    for context in (0, 2):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(
+                f"DCGAN{tag}",
+                lambda c=context: im.GAN(
+                    im.DCGenerator(8, (1, 8, 8), c, channels=4, embedding=4),
+                    im.DCDiscriminator((1, 8, 8), c, channels=4, spectral=True),
+                    latent=8,
+                    context=c,
+                ),
+                context,
+                (1, 8, 8),
+                skip=skip,
+                **no_density,
+            ),
+            Case(
+                f"StyleGAN{tag}",
+                lambda c=context: im.GAN(
+                    im.StyleGenerator(8, (1, 8, 8), c, style=8, channels=4, mapping=1),
+                    im.DCDiscriminator((1, 8, 8), c, channels=4),
+                    latent=8,
+                    context=c,
+                ),
+                context,
+                (1, 8, 8),
+                skip=skip,
+                **no_density,
+            ),
+        ]
+    return cases
+
+
+CASES: list[Case] = (
+    _flows() + _image_flows() + _autoregressive() + _energy() + _implicit()
+)
 
 
 def build(case: Case) -> nn.Module:

@@ -22,6 +22,7 @@ from .elements import (
 )
 from .flow import IAF, MAF, NSF, Flow, NormalizingFlow, RealNVP
 from .glow import Glow
+from .implicit import GAN, GMMN, Implicit, ImplicitModel
 from .pixelcnn import PixelCNN
 from .sequence import Transformer, WaveNet
 from .simple import BoxUniform, DiagNormal
@@ -63,4 +64,8 @@ __all__ = [
     "RestrictedBoltzmann",
     "RBM",
     "guided_score",
+    "Implicit",
+    "ImplicitModel",
+    "GAN",
+    "GMMN",
 ]

@@ -2,6 +2,7 @@ r"""Network blocks with no probability in them."""
 
 from .causal_conv import CausalConv1d, WaveNetBlock
 from .conv import ConvNet
+from .gan import ContextMLP, DCDiscriminator, DCGenerator, StyleGenerator, spectral_normalize
 from .masked_conv import GatedMaskedConv2d, MaskedConv2d
 from .mlp import MLP, MaskedLinear, MaskedMLP
 from .transformer import CausalSelfAttention, KVCache, TransformerBlock
@@ -18,4 +19,9 @@ __all__ = [
     "CausalSelfAttention",
     "KVCache",
     "TransformerBlock",
+    "ContextMLP",
+    "DCGenerator",
+    "DCDiscriminator",
+    "StyleGenerator",
+    "spectral_normalize",
 ]
