@@ -121,6 +121,7 @@ KERNELS = {
     "rwm": RandomWalk(0.5),
     "mala": MALA(0.02),
     "hmc": HMC(0.15, steps=5),
+    "hmc-jitter": HMC(0.15, steps=5, jitter=0.5),
 }
 
 
@@ -224,8 +225,8 @@ def test_kernels_are_immutable_and_validate():
     kernel = HMC(0.1, steps=3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         kernel.step_size = 0.2
-    for bad in [lambda: HMC(-1.0), lambda: HMC(0.1, steps=0), lambda: MALA(0.0),
-                lambda: RandomWalk(-0.1), lambda: BlockGibbs(0)]:  # fmt: skip
+    for bad in [lambda: HMC(-1.0), lambda: HMC(0.1, steps=0), lambda: HMC(jitter=1.0),
+                lambda: MALA(0.0), lambda: RandomWalk(-0.1), lambda: BlockGibbs(0)]:  # fmt: skip
         with pytest.raises(ValueError):
             bad()
     with pytest.raises(ValueError, match="steps >= 0"):

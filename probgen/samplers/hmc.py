@@ -73,6 +73,9 @@ class HMC:
         step_size: The leapfrog step :math:`\epsilon` (a float, or a 0-d tensor as
             adaptation returns).
         steps: The number of leapfrog steps :math:`L` per transition.
+        jitter: Each chain's step is drawn uniformly in :math:`[(1 - j) \epsilon, (1 + j)
+            \epsilon]` at every transition (Neal, 2011, section 5.4.2), which keeps a
+            fixed trajectory length from resonating with the target's periods.
 
     References:
         | Hybrid Monte Carlo (Duane et al., 1987)
@@ -91,6 +94,7 @@ class HMC:
 
     step_size: float | Tensor = 0.1
     steps: int = 10
+    jitter: float = 0.0
     # What step-size adaptation aims at by default (Beskos et al., 2013).
     optimal_accept: ClassVar[float] = 0.65
 
@@ -98,6 +102,8 @@ class HMC:
         _check_step_size(self.step_size)
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"expected steps to be an int >= 1, got {self.steps!r}")
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"expected jitter in [0, 1), got {self.jitter}")
 
     def init(self, x: Tensor, target: LogDensity) -> KernelState:
         log_p, grad = value_and_grad(target, x)
@@ -108,7 +114,14 @@ class HMC:
     ) -> KernelState:
         x, log_p, grad = state.x, state.log_p, state.grad
         p = _randn(x, generator)
-        y, q, log_q, grad_y = leapfrog(x, p, grad, target, self.step_size, self.steps)
+        step = self.step_size
+        if self.jitter:
+            # Each chain's own step, uniform in (1 -+ jitter) step_size: trajectories of
+            # one fixed length can resonate with the target's periods and barely move.
+            u = torch.rand(log_p.shape, generator=generator, dtype=x.dtype, device=x.device)
+            u = u.reshape(log_p.shape + (1,) * (x.dim() - log_p.dim()))
+            step = step * (1 + self.jitter * (2 * u - 1))
+        y, q, log_q, grad_y = leapfrog(x, p, grad, target, step, self.steps)
         # -H(y, q) + H(x, p): the energy error of the integrator.
         delta = log_q - log_p - 0.5 * _event_sum(q**2 - p**2, log_p)
         log_alpha = _log_accept(delta)
