@@ -2,6 +2,10 @@ import pyro
 import pytest
 import torch
 
+# The suite's models are tiny: one intra-op thread is faster than two (no fork-join per
+# kernel) and keeps timings steady on a shared machine.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():
