@@ -48,6 +48,18 @@ class Confined(nn.Module):
         return self.net(x).squeeze(-1) + (x**2).sum(-1) / (2 * self.scale**2)
 
 
+class Tilted(nn.Module):
+    # E(x) = -log q(x) + MLP(x), the MLP's last layer at zero: the EBM starts as the flow
+    # q (log Z = 0), and learns a correction exp(-MLP) of it.
+    def __init__(self, flow: nn.Module, hidden: int = 128) -> None:
+        super().__init__()
+        self.flow = flow
+        self.net = pg.nn.MLP(2, 1, (hidden, hidden, hidden), activation=nn.SiLU, zero_init=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.flow().log_prob(x) + self.net(x).squeeze(-1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probgen run ebm_flow_init",
@@ -113,10 +125,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         models["flow"] = flow()
 
         noise = UnconditionalDistribution(DiagNormal, torch.zeros(2), reach / 2 * torch.ones(2))
-        for name, init in [("ebm-noise-init", noise), ("ebm-flow-init", flow)]:
+        variants = [
+            ("ebm-noise-init", lambda: Confined(), noise),
+            ("ebm-flow-init", lambda: Confined(), flow),
+            ("ebm-flow-tilted", lambda: Tilted(flow), flow),
+        ]
+        for name, energy, init in variants:
             torch.manual_seed(args.seed)
             ebm = pg.energy.EBM(
-                Confined(), 2, init=init, kernel=MALA(args.step_size), steps=args.mcmc_steps
+                energy(), 2, init=init, kernel=MALA(args.step_size), steps=args.mcmc_steps
             )
             tic = time.perf_counter()
             pg.fit(

@@ -79,6 +79,11 @@ def test_conditional_ebm_normalizes_per_context():
     exact = math.log(2 * math.pi) + 2 * c[:, 2]
     assert torch.allclose(est.value, exact, atol=1e-6)
     check_normalized(d.normalized(est), -10.0, 10.0, n=300, atol=1e-4)
+    # AIS runs every context's chains at once: one estimate per batch element.
+    g = torch.Generator().manual_seed(0)
+    ais = d.log_normalizer("ais", chains=500, betas=50, kernel=HMC(0.3, steps=5), generator=g)
+    assert ais.value.shape == ais.stderr.shape == ais.ess.shape == (3,)
+    assert ((ais.value - exact).abs() < 5 * ais.stderr + 1e-3).all(), (ais, exact)
 
 
 def test_ais_normalizer_of_a_gaussian_energy():
@@ -278,12 +283,18 @@ def test_cd_from_the_init_and_validation():
 
 def test_rbm_sampling_and_conditional_shapes():
     rbm = pg.energy.RBM(5, 3, context=2, kernel=BlockGibbs(sweeps=2), steps=4)
+    pg.testing.perturb(rbm, scale=1.0)  # away from the near-uniform initialisation
     c = torch.randn(3, 2)
     d = rbm(c)
     v = d.sample((7,))
     assert v.shape == (7, 3, 5) and set(v.unique().tolist()) <= {0.0, 1.0}
     assert d.normalized().log_prob(v).shape == (7, 3)
-    assert d.log_normalizer().value.shape == (3,)
+    exact = d.log_normalizer()
+    assert exact.value.shape == (3,) and exact.method == "enumeration"
+    g = torch.Generator().manual_seed(0)
+    ais = d.log_normalizer("ais", chains=500, betas=200, generator=g)
+    assert ais.value.shape == (3,)
+    assert ((ais.value - exact.value).abs() < 5 * ais.stderr + 1e-3).all(), (ais, exact)
     with pytest.raises(ValueError):
         d.unnormalized_log_prob(torch.full((3, 5), 0.5))  # off the support {0, 1}^5
 

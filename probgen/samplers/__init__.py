@@ -4,7 +4,7 @@ and decoding strategies for discrete autoregressive sampling."""
 from . import decoding
 from .adaptation import DualAveraging, dual_averaging
 from .ais import AIS, Geometric, ais, geometric_path, sigmoid_schedule
-from .base import Chain, Kernel, KernelState, LogDensity, run_chain, value_and_grad
+from .base import Chain, Kernel, KernelState, run_chain, value_and_grad
 from .buffer import ReplayBuffer
 from .decoding import Strategy, Temperature, TopK, TopP, strategies
 from .diagnostics import effective_sample_size, importance_ess, split_r_hat
@@ -23,7 +23,6 @@ __all__ = [
     "TopP",
     "strategies",
     # MCMC kernels and the loop
-    "LogDensity",
     "KernelState",
     "Kernel",
     "Chain",

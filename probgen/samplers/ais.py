@@ -38,16 +38,16 @@ class AIS(NamedTuple):
     r"""The result of :func:`ais`.
 
     Attributes:
-        log_z: The estimate :math:`\log \hat Z_1 = \log Z_0 + \log \frac1N \sum_i w_i`, a
-            0-d tensor (biased low by about ``stderr**2 / 2``: :math:`\hat Z_1`, not its
+        log_z: The estimate :math:`\log \hat Z_1 = \log Z_0 + \log \frac1N \sum_i w_i`, with
+            the batch shape :math:`B` (biased low by about ``stderr**2 / 2``: :math:`\hat Z_1`, not its
             log, is unbiased).
         stderr: Its delta-method standard error
             :math:`\sqrt{1 / \mathrm{ESS} - 1 / N}`, where
             :math:`\mathrm{Var}[w] / \mathbb{E}[w]^2 = N / \mathrm{ESS} - 1`.
-        log_weights: The log-weights :math:`\log w_i`, with shape :math:`(N,)` (the chains).
+        log_weights: The log-weights :math:`\log w_i`, with shape :math:`(N, *B)`.
         ess: Kish's effective sample size of the weights, in :math:`[1, N]`.
-        x: The chains' final points, with shape :math:`(N, *E)` (weighted samples of the
-            target).
+        x: The chains' final points, with shape :math:`(N, *B, *E)` (weighted samples of
+            the target).
     """
 
     log_z: Tensor
@@ -122,7 +122,7 @@ def ais(
     kernel: Kernel,
     betas: int | Tensor,
     *,
-    log_z0: float = 0.0,
+    log_z0: float | Tensor = 0.0,
     steps_per_beta: int = 1,
     generator: torch.Generator | None = None,
 ) -> AIS:
@@ -134,12 +134,14 @@ def ais(
             its unnormalised log-density :math:`\log f_\beta`, and :math:`f_0` is
             normalised up to :math:`Z_0`.
         x: Exact samples of :math:`p_0 = f_0 / Z_0`, one per chain, with shape
-            :math:`(N, *E)`.
+            :math:`(N, *B, *E)`: :math:`N` chains for each of the targets' batch
+            elements :math:`B` (none for one target).
         kernel: A kernel leaving each :math:`f_\beta` invariant (MALA, HMC, random walk;
             block Gibbs for RBMs). ULA is biased: its estimate is not consistent.
         betas: The inverse temperatures, increasing from 0 to 1, or their number
             :math:`K` for :func:`sigmoid_schedule`.
-        log_z0: :math:`\log Z_0` (0 for a normalised :math:`p_0`).
+        log_z0: :math:`\log Z_0` (0 for a normalised :math:`p_0`), a float or a tensor with
+            shape :math:`B`.
         steps_per_beta: Kernel transitions at each intermediate temperature.
         generator: The random number generator of the transitions.
 
@@ -162,10 +164,8 @@ def ais(
     if any(b <= a for a, b in zip(betas[:-1], betas[1:], strict=True)):
         raise ValueError("expected strictly increasing inverse temperatures")
     state = kernel.init(x, path(betas[0]))
-    if state.log_p.dim() != 1:
-        raise ValueError(
-            f"expected one chain per row of x, got chains of shape {tuple(state.log_p.shape)}"
-        )
+    if state.log_p.dim() < 1:
+        raise ValueError(f"expected chains along the first dimension of x, got {tuple(x.shape)}")
     log_w = torch.zeros_like(state.log_p)
     for beta in betas[1:]:
         target = path(beta)
@@ -174,7 +174,7 @@ def ais(
         state = run_chain(
             kernel, fresh, target, steps_per_beta, record=False, generator=generator
         ).state
-    n = log_w.numel()
+    n = log_w.shape[0]  # the chains; the other dimensions are the targets' batch
     ess = importance_ess(log_w)
     log_z = log_w.logsumexp(0) - math.log(n) + log_z0
     stderr = (1 / ess - 1 / n).clamp(min=0).sqrt()

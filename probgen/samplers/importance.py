@@ -23,12 +23,13 @@ from .diagnostics import importance_ess
 
 
 def log_density(target: Any) -> LogDensity:
-    r"""The log-density of a target: a callable as it is, else a distribution's
-    ``unnormalized_log_prob`` (energy models) or ``log_prob``."""
-    if getattr(target, "log_prob_kind", None) == "unnormalized" or (
-        hasattr(target, "unnormalized_log_prob") and not hasattr(target, "log_prob")
-    ):
+    r"""The log-density of a target: a distribution's ``unnormalized_log_prob`` (energy
+    models) or ``log_prob``, or a callable as it is."""
+    kind = getattr(target, "log_prob_kind", None)
+    if kind == "unnormalized":
         return target.unnormalized_log_prob
+    if kind == "none":
+        raise ValueError(f"{type(target).__name__} has no density (log_prob_kind 'none')")
     if hasattr(target, "log_prob"):
         return target.log_prob
     if callable(target):
