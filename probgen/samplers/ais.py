@@ -39,8 +39,8 @@ class AIS(NamedTuple):
 
     Attributes:
         log_z: The estimate :math:`\log \hat Z_1 = \log Z_0 + \log \frac1N \sum_i w_i`, with
-            the batch shape :math:`B` (biased low by about ``stderr**2 / 2``: :math:`\hat Z_1`, not its
-            log, is unbiased).
+            the batch shape :math:`B` (biased low by about ``stderr**2 / 2``: :math:`\hat Z_1`,
+            not its log, is unbiased).
         stderr: Its delta-method standard error
             :math:`\sqrt{1 / \mathrm{ESS} - 1 / N}`, where
             :math:`\mathrm{Var}[w] / \mathbb{E}[w]^2 = N / \mathrm{ESS} - 1`.
