@@ -51,10 +51,17 @@ def _adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Opt
 Setup = tuple[nn.Module, dict[str, Any]]
 
 
-def _gan(loss: O.AdversarialLoss, n_critic: int, penalty: float = 0.0, spectral: bool = False,
-         betas: tuple[float, float] = (0.5, 0.999)) -> Callable[[argparse.Namespace], Setup]:  # fmt: skip
+def _gan(
+    loss: O.AdversarialLoss,
+    n_critic: int,
+    penalty: float = 0.0,
+    spectral: bool = False,
+    betas: tuple[float, float] = (0.5, 0.999),
+) -> Callable[[argparse.Namespace], Setup]:
     def build(args: argparse.Namespace) -> Setup:
-        gan = GAN(_generator(args.latent, args.hidden), _critic(args.hidden, spectral), args.latent)
+        gan = GAN(
+            _generator(args.latent, args.hidden), _critic(args.hidden, spectral), args.latent
+        )
         kwargs = {
             "objective": O.adversarial(loss, penalty=penalty),
             "optimizer": {
@@ -100,8 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--models", type=_names, default=list(DEFAULT_MODELS),
-                        help=f"comma-separated models among {', '.join(MODELS)}, or all")
+    parser.add_argument(
+        "--models",
+        type=_names,
+        default=list(DEFAULT_MODELS),
+        help=f"comma-separated models among {', '.join(MODELS)}, or all",
+    )
     parser.add_argument("--steps", type=int, default=1000, help="generator steps (rounds)")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
     parser.add_argument("--batch-size", type=int, default=256, help="samples per player step")
@@ -109,11 +120,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latent", type=int, default=2, help="latent dimension")
     parser.add_argument("--hidden", type=int, default=64, help="hidden width of every MLP")
     parser.add_argument("--samples", type=int, default=2500, help="samples per evaluation")
-    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0],
-                        help="comma-separated seeds; every model runs once per seed")
+    parser.add_argument(
+        "--seeds",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[0],
+        help="comma-separated seeds; every model runs once per seed",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/gan_2d"), help="output folder")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (tiny networks gain nothing from more)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (tiny networks gain nothing from more)",
+    )
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
@@ -144,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     args = _parser().parse_args(argv)
     if args.steps < 1 or args.eval_every < 1:
-        raise SystemExit(f"gan_2d: expected --steps and --eval-every >= 1, got {args.steps}, "
-                         f"{args.eval_every}")
+        raise SystemExit(
+            f"gan_2d: expected --steps and --eval-every >= 1, got {args.steps}, {args.eval_every}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -156,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         torch.manual_seed(12345)
         test = data.sample((1000,))
-        print(f"{'model':<9} {'seed':>4} {'step':>5} {'modes':>5} {'hq':>6} {'energy':>7} {'s':>6}")
+        print(
+            f"{'model':<9} {'seed':>4} {'step':>5} {'modes':>5} {'hq':>6} {'energy':>7} {'s':>6}"
+        )
         for name in args.models:
             for seed in args.seeds:
                 torch.manual_seed(seed)
@@ -167,16 +189,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 while done < args.steps:
                     chunk = min(args.eval_every, args.steps - done)
                     # Chunks of one run: the optimizers (and their state) are the caller's.
-                    pg.fit(model, data.sample, steps=chunk, batch_size=args.batch_size,
-                           seed=seed * 1_000_003 + done, progress=args.progress, **kwargs)
+                    pg.fit(
+                        model,
+                        data.sample,
+                        steps=chunk,
+                        batch_size=args.batch_size,
+                        seed=seed * 1_000_003 + done,
+                        progress=args.progress,
+                        **kwargs,
+                    )
                     done += chunk
                     row = {"step": done, **_evaluate(model, test, args.samples)}
                     curve.append(row)
                 seconds = time.perf_counter() - tic
                 last = curve[-1]
-                print(f"{name:<9} {seed:>4} {done:>5} {last['modes']:>5} "
-                      f"{last['high_quality']:>6.3f} {last['energy_distance']:>7.4f} "
-                      f"{seconds:>6.1f}", flush=True)
+                print(
+                    f"{name:<9} {seed:>4} {done:>5} {last['modes']:>5} "
+                    f"{last['high_quality']:>6.3f} {last['energy_distance']:>7.4f} "
+                    f"{seconds:>6.1f}",
+                    flush=True,
+                )
                 runs.append({"model": name, "seed": seed, "curve": curve, "seconds": seconds})
                 if seed == args.seeds[0]:
                     with torch.no_grad():

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.optim import Adam
 
 import probgen as pg
 from probgen import objectives as O
@@ -63,15 +64,20 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--models", type=_names, default=list(MODELS),
-                        help=f"comma-separated models among {', '.join(MODELS)}, or all")
+    parser.add_argument(
+        "--models",
+        type=_names,
+        default=list(MODELS),
+        help=f"comma-separated models among {', '.join(MODELS)}, or all",
+    )
     parser.add_argument("--steps", type=int, default=1500, help="generator steps")
     parser.add_argument("--batch-size", type=int, default=64, help="images per player step")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
     parser.add_argument("--channels", type=int, default=32, help="feature maps at 8x8")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--out", type=Path, default=Path("outputs/gan_digits"),
-                        help="output folder")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/gan_digits"), help="output folder"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
@@ -118,8 +124,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ref = _scores(x[: len(test)], test, net)
         rows.append({"model": "train split (reference)", **ref})
         print(f"{'model':<24} {'FID':>8} {'KID':>8} {'IS':>6} {'acc':>6} {'s':>6}")
-        print(f"{rows[0]['model']:<24} {ref['fid']:>8.3f} {ref['kid']:>8.3f} "
-              f"{ref['inception_score']:>6.2f} {'':>6} {'':>6}")
+        print(
+            f"{rows[0]['model']:<24} {ref['fid']:>8.3f} {ref['kid']:>8.3f} "
+            f"{ref['inception_score']:>6.2f} {'':>6} {'':>6}"
+        )
         for name in args.models:
             torch.manual_seed(args.seed)
             gan, conditional = MODELS[name](args)
@@ -129,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 gan, (x, c) if conditional else x, steps=args.steps, batch_size=args.batch_size,
                 objective=O.adversarial(O.hinge),
                 optimizer={
-                    "discriminator": torch.optim.Adam(gan.discriminator.parameters(), args.lr * 2, betas=betas),
-                    "generator": torch.optim.Adam(gan.generator_parameters(), args.lr, betas=betas),
+                    # The critic at twice the generator's rate (two time-scale updates).
+                    "discriminator": Adam(gan.discriminator.parameters(), 2 * args.lr, betas),
+                    "generator": Adam(gan.generator_parameters(), args.lr, betas=betas),
                 },
                 seed=args.seed, progress=args.progress,
             )  # fmt: skip
@@ -148,9 +157,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             row = {"model": name, **_scores(fake, test, net), "label_accuracy": acc,
                    "steps": args.steps, "seconds": seconds}  # fmt: skip
             rows.append(row)
-            print(f"{name:<24} {row['fid']:>8.3f} {row['kid']:>8.3f} "
-                  f"{row['inception_score']:>6.2f} {'' if acc is None else f'{acc:.3f}':>6} "
-                  f"{seconds:>6.1f}", flush=True)
+            print(
+                f"{name:<24} {row['fid']:>8.3f} {row['kid']:>8.3f} "
+                f"{row['inception_score']:>6.2f} {'' if acc is None else f'{acc:.3f}':>6} "
+                f"{seconds:>6.1f}",
+                flush=True,
+            )
     finally:
         torch.set_num_threads(threads)
     results = {

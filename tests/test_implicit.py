@@ -267,8 +267,17 @@ def test_wgan_gp_covers_a_bimodal_1d_distribution():
         "discriminator": torch.optim.Adam(gan.discriminator.parameters(), 1e-3, betas=(0.5, 0.9)),
         "generator": torch.optim.Adam(gan.generator_parameters(), 1e-3, betas=(0.5, 0.9)),
     }
-    pg.fit(gan, data, objective=O.adversarial(O.wasserstein, penalty=1.0), optimizer=opt,
-           schedule={"discriminator": 3}, steps=600, batch_size=128, progress=False, seed=0)
+    pg.fit(
+        gan,
+        data,
+        objective=O.adversarial(O.wasserstein, penalty=1.0),
+        optimizer=opt,
+        schedule={"discriminator": 3},
+        steps=600,
+        batch_size=128,
+        progress=False,
+        seed=0,
+    )
     with torch.no_grad():
         x = gan().sample((4000,)).squeeze(-1)
     share = float((x > 0).double().mean())

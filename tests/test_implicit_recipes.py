@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import torch
-
 from probgen.recipes import gan_2d, gan_digits
 
 
@@ -24,8 +23,18 @@ def test_gan_2d_smoke(tmp_path):
 
 def test_gan_digits_smoke(tmp_path):
     results = gan_digits.main(
-        ["--steps", "2", "--channels", "4", "--batch-size", "16", "--threads", "1",
-         "--out", str(tmp_path)]
+        [
+            "--steps",
+            "2",
+            "--channels",
+            "4",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
     )
     assert [r["model"] for r in results["rows"]][1:] == list(gan_digits.MODELS)
     assert results["rows"][0]["fid"] < results["rows"][1]["fid"]  # data beat a 2-step GAN

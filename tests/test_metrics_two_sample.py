@@ -111,7 +111,9 @@ def _false_positive_rate(test, runs: int, n: int) -> tuple[int, list[float]]:
 
 def _check_binomial(rejections: int, runs: int, level: float = 0.05) -> None:
     mean, sd = runs * level, math.sqrt(runs * level * (1 - level))
-    assert abs(rejections - mean) <= 3.3 * sd, f"{rejections} rejections in {runs}, expected {mean}"
+    assert abs(rejections - mean) <= 3.3 * sd, (
+        f"{rejections} rejections in {runs}, expected {mean}"
+    )
 
 
 def test_mmd_permutation_p_values_are_uniform_under_the_null():

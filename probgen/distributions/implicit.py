@@ -111,7 +111,9 @@ class Implicit(GenerativeDistribution):
         c = self.context
         if c is not None:
             c = c.expand(*batch_shape, c.shape[-1])
-        return Implicit(self.latent, self.generator, self.event_shape, c, batch_shape, self._support)
+        return Implicit(
+            self.latent, self.generator, self.event_shape, c, batch_shape, self._support
+        )
 
     def rsample(self, sample_shape: Size = Size()) -> Tensor:
         shape = Size(sample_shape) + self.batch_shape
@@ -232,8 +234,8 @@ class GAN(ImplicitModel):
             gan, x, steps=2000,
             objective=pg.objectives.adversarial(pg.objectives.wasserstein, penalty=10.0),
             optimizer={
-                "discriminator": torch.optim.Adam(gan.discriminator.parameters(), 1e-4, betas=(0.5, 0.9)),
-                "generator": torch.optim.Adam(gan.generator_parameters(), 1e-4, betas=(0.5, 0.9)),
+                "discriminator": Adam(gan.discriminator.parameters(), 1e-4, betas=(0.5, 0.9)),
+                "generator": Adam(gan.generator_parameters(), 1e-4, betas=(0.5, 0.9)),
             },
             schedule={"discriminator": 5},  # 5 critic steps per generator step
         )

@@ -49,7 +49,9 @@ class DigitsClassifier(nn.Module):
 
     def _check(self, x: Tensor) -> Tensor:
         if x.shape[-3:] != (1, 8, 8) and x.shape[-1:] != (64,):
-            raise ValueError(f"expected images with shape (N, 1, 8, 8) or (N, 64), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected images with shape (N, 1, 8, 8) or (N, 64), got {tuple(x.shape)}"
+            )
         p = next(self.parameters())
         return x.reshape(-1, 64).to(p)
 
@@ -65,9 +67,9 @@ class DigitsClassifier(nn.Module):
 def train_digits_classifier(steps: int = 300, weight_decay: float = 1e-4) -> DigitsClassifier:
     r"""Trains :class:`DigitsClassifier` on the training split, deterministically.
 
-    Full-batch Adam in float32 on one thread from a fixed seed, with small random shifts of the grey
-    levels (uniform noise of one level) so that the classifier also reads the continuous
-    values a generator outputs; the global RNG is left as it was.
+    Full-batch Adam in float32 on one thread from a fixed seed, with small random shifts of
+    the grey levels (uniform noise of one level) so that the classifier also reads the
+    continuous values a generator outputs; the global RNG is left as it was.
 
     Arguments:
         steps: The number of full-batch steps.
@@ -139,4 +141,3 @@ def digits_classifier(path: str | os.PathLike | None = None) -> DigitsClassifier
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return net
-

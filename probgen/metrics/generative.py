@@ -148,7 +148,9 @@ def density_coverage(
     """
     r, f = _pair(real, fake, extractor)
     inside = _inside(f, r, _radii(r, k))
-    return DensityCoverage(float(inside.double().sum() / (k * len(f))), float(inside.any(0).double().mean()))
+    return DensityCoverage(
+        float(inside.double().sum() / (k * len(f))), float(inside.any(0).double().mean())
+    )
 
 
 def _sqrtm_trace(a: Tensor, b: Tensor) -> Tensor:
@@ -258,7 +260,9 @@ def classifier_score(x: Tensor, classifier: Callable[[Tensor], Tensor], splits: 
     """
     logits = classifier(x).to(torch.float64)
     if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-        raise ValueError(f"expected logits with shape ({x.shape[0]}, K), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"expected logits with shape ({x.shape[0]}, K), got {tuple(logits.shape)}"
+        )
     scores = []
     for part in logits.chunk(splits):
         log_p = part.log_softmax(-1)

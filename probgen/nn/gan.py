@@ -109,7 +109,9 @@ class ContextMLP(nn.Module):
         if self.context and c is None:
             raise ValueError(f"expected a context with shape (N, {self.context}), got None")
         if not self.context and c is not None:
-            raise ValueError(f"this network takes no context (context=0), got shape {tuple(c.shape)}")
+            raise ValueError(
+                f"this network takes no context (context=0), got shape {tuple(c.shape)}"
+            )
         h = x if c is None else torch.cat([x, c.to(x.dtype)], dim=-1)
         return self.output(self.net(h))
 
@@ -238,7 +240,10 @@ class DCDiscriminator(nn.Module):
             nn.LeakyReLU(0.2),
         ]
         for i in range(levels):
-            layers += [nn.Conv2d(channels * 2**i, channels * 2 ** (i + 1), 4, 2, 1), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(channels * 2**i, channels * 2 ** (i + 1), 4, 2, 1),
+                nn.LeakyReLU(0.2),
+            ]
         self.features = nn.Sequential(*layers, nn.Flatten())
         width = channels * 2**levels * 4
         self.linear = nn.Linear(width, 1)
@@ -289,7 +294,9 @@ class _StyleBlock(nn.Module):
 
     def forward(self, h: Tensor, w: Tensor) -> Tensor:
         h = self.conv(self.upsample(h))
-        h = h + self.noise * torch.randn(h.shape[0], 1, *h.shape[2:], dtype=h.dtype, device=h.device)
+        h = h + self.noise * torch.randn(
+            h.shape[0], 1, *h.shape[2:], dtype=h.dtype, device=h.device
+        )
         return self.adain(nn.functional.leaky_relu(h, 0.2), w)
 
 
