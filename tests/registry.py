@@ -282,8 +282,27 @@ def _implicit() -> list[Case]:
     return cases
 
 
+def _continuous() -> list[Case]:
+    # ODE flows: exact trace and tight tolerances in float64, so that the transform checks
+    # (inverse, ladj against the autograd Jacobian) hold to the solver's accuracy.
+    ode = pg.ode
+    solver = dict(hidden=(8,), rtol=1e-6, atol=1e-6)
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(f"CNF{tag}", lambda c=context: ode.CNF(2, c, **solver), context),
+            Case(
+                f"FlowMatching-OT{tag}",
+                lambda c=context: ode.FlowMatching(2, c, coupling=ode.OTCoupling(), **solver),
+                context,
+            ),
+        ]
+    return cases
+
+
 CASES: list[Case] = (
-    _flows() + _image_flows() + _autoregressive() + _energy() + _implicit()
+    _flows() + _image_flows() + _autoregressive() + _energy() + _implicit() + _continuous()
 )
 
 

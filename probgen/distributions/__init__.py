@@ -2,6 +2,16 @@ r"""Distribution values of every family and the lazy modules that build them."""
 
 from .autoregressive import MADE, NADE, Autoregressive, ChainRule, OrderMixture
 from .base import LOG_PROB_KINDS, GenerativeDistribution, log_prob_kind
+from .continuous import (
+    CNF,
+    AffinePath,
+    ContinuousFlow,
+    FlowMatching,
+    IndependentCoupling,
+    LinearPath,
+    OTCoupling,
+    VPPath,
+)
 from .dequantized import Dequantization, Dequantized, VariationalDequantizer
 from .energy import (
     EBM,
@@ -68,4 +78,12 @@ __all__ = [
     "ImplicitModel",
     "GAN",
     "GMMN",
+    "ContinuousFlow",
+    "CNF",
+    "FlowMatching",
+    "AffinePath",
+    "LinearPath",
+    "VPPath",
+    "IndependentCoupling",
+    "OTCoupling",
 ]

@@ -5,6 +5,7 @@ from .conv import ConvNet
 from .gan import ContextMLP, DCDiscriminator, DCGenerator, StyleGenerator, spectral_normalize
 from .masked_conv import GatedMaskedConv2d, MaskedConv2d
 from .mlp import MLP, MaskedLinear, MaskedMLP
+from .time import TimeEmbedding, TimeMLP
 from .transformer import CausalSelfAttention, KVCache, TransformerBlock
 
 __all__ = [
@@ -24,4 +25,6 @@ __all__ = [
     "DCDiscriminator",
     "StyleGenerator",
     "spectral_normalize",
+    "TimeEmbedding",
+    "TimeMLP",
 ]

@@ -7,6 +7,7 @@ from .base import (
     call_and_ladj,
     inv_call_and_ladj,
 )
+from .continuous import ExactTrace, Hutchinson, ODESolution, ODETransform, odeint_with_ladj
 from .coupling import Coupling, CouplingTransform
 from .dequantize import LogitTransform
 from .elementwise import MonotonicAffineTransform, MonotonicRQSTransform
@@ -51,4 +52,9 @@ __all__ = [
     "FactorOutTransform",
     "FactorOut",
     "LogitTransform",
+    "ODETransform",
+    "ODESolution",
+    "ExactTrace",
+    "Hutchinson",
+    "odeint_with_ladj",
 ]
