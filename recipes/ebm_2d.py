@@ -86,7 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--buffer", type=int, default=10_000, help="persistent chains")
     parser.add_argument("--reinit", type=float, default=0.05, help="chains reset per step")
     parser.add_argument("--regularization", type=float, default=0.01, help="energy penalty")
-    parser.add_argument("--sample-steps", type=int, default=500, help="MALA steps of samples")
+    parser.add_argument(
+        "--sample-steps", type=int, default=None,
+        help="MALA steps of the plotted chains (default: 500, or 50 per training step)",
+    )  # fmt: skip
     parser.add_argument("--test-size", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("outputs/ebm_2d"))
     parser.add_argument("--seed", type=int, default=0)
@@ -110,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.steps < 1:
         raise SystemExit(f"ebm_2d: expected --steps >= 1, got {args.steps}")
     steps = max(1, args.steps // 10) if args.quick else args.steps
+    args.sample_steps = args.sample_steps or min(500, 50 * steps)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -13,9 +13,9 @@ defeats a single step size. Every kernel runs many chains started from exact sam
 there is no burn-in to argue about), adapts its step size by dual averaging, then runs
 ``--samples`` transitions (HMC with 10 leapfrog steps and its step jittered by
 :math:`\pm 50\%` per chain and transition; ``hmc-fixed`` without jitter); the effective
-sample size (Geyer's estimator pooled over
-chains, the worse of the two coordinates) per second of sampling is the score. Pyro's
-NUTS (``--kernels pyro-nuts``), one chain at a time, gives an outside reference.
+sample size (Geyer's estimator pooled over chains, the worse of the two coordinates) per
+second of sampling is the score. Pyro's NUTS (``--kernels pyro-nuts``), one chain at a
+time, gives an outside reference.
 
 Writes ``kernels.png`` (samples of each kernel over the density, a trace, ESS per second)
 and ``results.json``. Run it as ``probgen run mcmc_kernels``; the defaults take about a
@@ -83,7 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated kernels among {', '.join(KERNELS)}, pyro-nuts",
     )
     parser.add_argument("--chains", type=int, default=500)
-    parser.add_argument("--warmup", type=int, default=300, help="adaptation steps")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="adaptation steps (default: 300, fewer for "
+        "runs of fewer than 30 kept steps: 10 per kept step)",
+    )  # fmt: skip
     parser.add_argument("--samples", "--steps", type=int, default=1000, help="kept steps")
     parser.add_argument("--bend", type=float, default=0.03, help="the banana's b")
     parser.add_argument("--out", type=Path, default=Path("outputs/mcmc_kernels"))
@@ -104,11 +107,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     args = _parser().parse_args(argv)
     unknown = [k for k in args.kernels if k not in (*KERNELS, "pyro-nuts")]
-    if unknown or args.samples < 4 or args.chains < 1:
+    if unknown or args.samples < 1 or args.chains < 1:
         raise SystemExit(
             f"mcmc_kernels: unknown kernels {unknown} (expected {', '.join(KERNELS)}, "
-            "pyro-nuts), or --samples < 4, or --chains < 1"
+            "pyro-nuts), or --samples < 1, or --chains < 1"
         )
+    if args.warmup is None:
+        args.warmup = min(300, 10 * args.samples)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -155,7 +160,11 @@ def _run(name: str, target: Banana, args: Any, g: torch.Generator) -> tuple[dict
         chain = run_chain(kernel, state, target.log_prob, args.samples, generator=g)
         seconds = time.perf_counter() - tic
         samples, accept, step = chain.samples, chain.accept_prob.mean().item(), kernel.step_size
-    ess = pg.samplers.effective_sample_size(samples)
+    if len(samples) >= 4:
+        ess = pg.samplers.effective_sample_size(samples)
+        r_hat = pg.samplers.split_r_hat(samples).tolist()
+    else:  # too short a run to estimate autocorrelations (a smoke run)
+        ess, r_hat = torch.full((2,), math.nan), [math.nan, math.nan]
     # The mean is exactly 0: z-scores of the chains' means with the ESS-based error.
     z = samples.mean((0, 1)) / (target.variance().sqrt() / ess.sqrt())
     row = {
@@ -169,7 +178,7 @@ def _run(name: str, target: Banana, args: Any, g: torch.Generator) -> tuple[dict
         "accept": accept,
         "step_size": None if step is None else round(float(step), 5),
         "z_mean": z.tolist(),
-        "r_hat": pg.samplers.split_r_hat(samples).tolist(),
+        "r_hat": r_hat,
     }
     return row, samples
 

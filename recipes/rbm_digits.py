@@ -49,8 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     parser.add_argument("--ais-chains", type=int, default=500)
-    parser.add_argument("--ais-betas", type=int, default=5000, help="AIS temperatures")
-    parser.add_argument("--sample-steps", type=int, default=1000, help="Gibbs steps of samples")
+    parser.add_argument(
+        "--ais-betas", type=int, default=None,
+        help="AIS temperatures (default: 5000, or 50 per training step for short runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample-steps", type=int, default=None,
+        help="Gibbs steps of the samples (default: 1000, or 50 per training step)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("outputs/rbm_digits"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -71,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
     if args.steps < 1 or args.hidden < 1:
         raise SystemExit("rbm_digits: expected --steps >= 1 and --hidden >= 1")
+    # Short (smoke) runs get budgets to match; the defaults apply from 100 steps on.
+    args.ais_betas = args.ais_betas or min(5000, 50 * args.steps)
+    args.sample_steps = args.sample_steps or min(1000, 50 * args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ def test_ebm_flow_init_smoke(tmp_path):
     args = ["--steps", "2", "--flow-steps", "2", "--test-size", "500"]
     results = ebm_flow_init.main([*args, "--out", str(tmp_path)])
     names = [r["model"] for r in results["results"]]
-    assert names == ["flow", "ebm-noise-init", "ebm-flow-init", "ebm-flow-tilted"]
+    assert names == ["flow", "ebm-noise-init", "ebm-flow-init"]
     assert all(math.isfinite(r["test_nll"]) for r in results["results"])
     assert (tmp_path / "8gaussians.png").read_bytes()[:8] == PNG
 
