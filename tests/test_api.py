@@ -19,6 +19,13 @@ MODULES = [
     "probgen.testing",
     "probgen.objectives",
     "probgen.train",
+    "probgen.data",
+    "probgen.metrics",
+    "probgen.samplers",
+    "probgen.autoregressive",
+    "probgen.energy",
+    "probgen.implicit",
+    "probgen.ode",
 ]
 
 
