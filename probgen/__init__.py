@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from . import (
     autoregressive,
     data,
+    diffusion,
     distributions,
     energy,
     flows,
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "autoregressive",
     "data",
+    "diffusion",
     "distributions",
     "energy",
     "fit",

@@ -40,6 +40,7 @@ __all__ = [
     "adversarial",
     "mmd",
     "flow_matching",
+    "denoising",
 ]
 
 import math
@@ -683,3 +684,42 @@ def flow_matching(
     xt, u = path.sample(x0, x, t)
     v = d.transform.field(xt, t, broadcast_context(xt, c, event))
     return (v - u).square().flatten(x.dim() - event).sum(-1).mean()
+
+
+def denoising(
+    model: nn.Module, x: Tensor, c: Tensor | None = None, *, t_max: float | None = None
+) -> Tensor:
+    r"""The denoising loss of a diffusion model (denoising score matching, reweighted by
+    the parameterisation),
+
+    .. math:: \ell = \frac{1}{N} \sum_i \big\| \mathrm{net}(\alpha_{t_i} x_i +
+        \sigma_{t_i} \epsilon_i, t_i, c_i) - y(x_i, \epsilon_i) \big\|^2, \quad
+        t_i \sim U(0, t_{max}), \; \epsilon_i \sim \mathcal{N}(0, I)
+
+    where :math:`y` is the parameterisation's target (:math:`\epsilon` for noise
+    prediction, as in DDPM's simple loss; time runs from noise at 0 to data at 1).
+
+    Arguments:
+        model: A :class:`~probgen.distributions.Diffusion` (``network``, ``sde``,
+            ``parameterization``, ``t_max`` attributes).
+        x: Data with shape :math:`(N, D)`.
+        c: Contexts with shape :math:`(N, C)`, or ``None``.
+        t_max: The largest time drawn (default: the model's).
+
+    Returns:
+        The scalar loss.
+
+    References:
+        | Denoising Diffusion Probabilistic Models (Ho et al., 2020)
+        | https://arxiv.org/abs/2006.11239
+    """
+    inner = unwrap(model)
+    t_max = inner.t_max if t_max is None else t_max
+    event = len(x.shape) - 1
+    t = t_max * torch.rand(x.shape[0], dtype=x.dtype, device=x.device)
+    a, s = inner.sde.alpha_sigma(t.reshape(-1, *[1] * event))
+    e = torch.randn_like(x)
+    xt = a * x + s * e
+    out = inner.network(xt, t, c)
+    target = inner.parameterization.target(x, e, a, s)
+    return (out - target).square().flatten(1).sum(-1).mean()

@@ -12,6 +12,7 @@ from .continuous import (
     OTCoupling,
     VPPath,
 )
+from .diffusion import Diffusion, DiffusionDistribution
 from .dequantized import Dequantization, Dequantized, VariationalDequantizer
 from .energy import (
     EBM,
@@ -86,4 +87,6 @@ __all__ = [
     "VPPath",
     "IndependentCoupling",
     "OTCoupling",
+    "Diffusion",
+    "DiffusionDistribution",
 ]
