@@ -41,12 +41,18 @@ class MLP(nn.Sequential):
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(activation())
+                layers.append(_activation(activation))
         super().__init__(*layers)
         self.in_features, self.out_features = in_features, out_features
         if zero_init:
             nn.init.zeros_(layers[-1].weight)
             nn.init.zeros_(layers[-1].bias)
+
+
+def _activation(activation: type[nn.Module]) -> nn.Module:
+    # Every activation here follows a linear layer, whose backward does not need its output:
+    # ReLU can overwrite it, which saves a fresh buffer per layer (page faults at large batch).
+    return nn.ReLU(inplace=True) if activation is nn.ReLU else activation()
 
 
 class MaskedLinear(nn.Linear):
@@ -121,7 +127,7 @@ class MaskedMLP(nn.Module):
             d_hid = torch.arange(width) % max(features - 1, 1)
             if features == 1:
                 d_hid = torch.full((width,), -1)
-            layers += [MaskedLinear(d_hid[:, None] >= d_prev[None, :]), activation()]
+            layers += [MaskedLinear(d_hid[:, None] >= d_prev[None, :]), _activation(activation)]
             d_prev = d_hid
         d_out = order.repeat_interleave(params)
         last = MaskedLinear(d_out[:, None] > d_prev[None, :])

@@ -19,6 +19,19 @@ from .base import call_and_ladj, inv_call_and_ladj
 from .elementwise import MonotonicAffineTransform
 
 
+def _split_params(phi: Tensor, shapes: Sequence[tuple[int, ...]]) -> tuple[Tensor, ...]:
+    r"""Splits the last dimension of ``phi`` into parameters of the given trailing ``shapes``.
+
+    The same as :func:`probgen.utils.unpack`, with fewer view operations (and autograd nodes)
+    in the common cases: scalar parameters are an ``unbind``, vectors a ``split``.
+    """
+    if all(len(s) == 0 for s in shapes) and phi.shape[-1] == len(shapes):
+        return phi.unbind(dim=-1)
+    if all(len(s) == 1 for s in shapes):
+        return phi.split([s[0] for s in shapes], dim=-1)
+    return unpack(phi, shapes)
+
+
 class MaskedAutoregressiveTransform(Transform):
     r"""The autoregressive transform :math:`y_i = \tau(x_i; \phi_i(y_{<i}))`.
 
@@ -71,15 +84,27 @@ class MaskedAutoregressiveTransform(Transform):
 class MaskedAutoregressive(LazyTransform):
     r"""A lazy masked autoregressive transform whose parameters come from a MADE.
 
+    The elementwise transform ``univariate`` is parameterised in the scoring direction, from
+    :math:`y` (data side) to :math:`x` (base side): the transform built is
+    :math:`y_i = \tau^{-1}(x_i; \phi_i(y_{<i}))` with :math:`\tau` = ``univariate(*phi)``, so
+    that scoring (the one-pass direction) runs the forward pass of :math:`\tau`, as in zuko
+    and nflows. For a spline, that forward pass is cheaper than its inverse; and fitting a
+    density by maximum likelihood trains the map it evaluates directly.
+
     Arguments:
         features: The number of features :math:`D`.
         context: The number of context features (0 when unconditional).
         order: The autoregressive order, a permutation of :math:`0..D-1` (identity by default).
         univariate: The elementwise transform constructor, called with unconstrained
-            parameters of the given ``shapes``.
+            parameters of the given ``shapes``; it maps the data side to the base side.
         shapes: The trailing shapes of the parameters of ``univariate``, per feature.
         hidden: The widths of the MADE's hidden layers.
         activation: The MADE's activation constructor.
+        zero_init: Whether the MADE's last layer starts at zero, so that the transform starts
+            as the identity. By default (``None``), only when ``univariate`` takes more than
+            two parameters per feature (a spline), where it fits markedly better on the 2-D
+            benchmarks; an affine map keeps PyTorch's initialisation, which fits as well or
+            better there (``benchmarks/RESULTS.md``).
 
     Example:
         >>> t = MaskedAutoregressive(3, context=1)
@@ -97,16 +122,19 @@ class MaskedAutoregressive(LazyTransform):
         shapes: Sequence[tuple[int, ...]] = ((), ()),
         hidden: Sequence[int] = (64, 64),
         activation: type[nn.Module] = nn.ReLU,
+        zero_init: bool | None = None,
     ) -> None:
         super().__init__()
         self.features, self.context = features, context
         self.univariate = univariate
         self.shapes = [tuple(s) for s in shapes]
         params = sum(int(torch.Size(s).numel()) for s in self.shapes)
-        self.hyper = MaskedMLP(features, params, context, hidden, order, activation)
+        if zero_init is None:
+            zero_init = params > 2
+        self.hyper = MaskedMLP(features, params, context, hidden, order, activation, zero_init)
 
     def _meta(self, c: Tensor | None, y: Tensor) -> Transform:
-        return self.univariate(*unpack(self.hyper(y, c), self.shapes))
+        return self.univariate(*_split_params(self.hyper(y, c), self.shapes)).inv
 
     def forward(self, c: Tensor | None = None) -> Transform:
         return MaskedAutoregressiveTransform(partial(self._meta, c), self.features)

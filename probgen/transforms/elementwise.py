@@ -18,7 +18,8 @@ from torch.distributions import Transform, constraints
 
 def _soft_bound(x: Tensor, bound: float) -> Tensor:
     # x / (1 + |x| / bound): identity near 0, never beyond `bound`, gradients never vanish.
-    return x / (1 + x.abs() / bound)
+    # abs() saves its input for backward, not its output, which the in-place steps reuse.
+    return x / x.abs().mul_(1 / bound).add_(1)
 
 
 class MonotonicAffineTransform(Transform):
@@ -125,10 +126,13 @@ class MonotonicRQSTransform(Transform):
         # A softmax without its max shift: the soft bound keeps the logits in (-limit, limit),
         # so exp cannot overflow. Dividing the cumulative sums by their last entry (x / x == 1
         # exactly) makes the last knot exactly B, so the tails join the spline without a gap.
-        e = _soft_bound(torch.stack([widths, heights], dim=-2), limit).exp()  # (*, 2, K)
+        # The in-place steps overwrite buffers no backward formula reads (fewer fresh buffers
+        # at large batch); the gradients are those of the out-of-place expressions.
+        e = _soft_bound(torch.stack([widths, heights], dim=-2), limit).exp_()  # (*, 2, K)
         c = e.cumsum(dim=-1)
-        knots = F.pad((c / c[..., -1:] - 0.5) * (2 * bound), (1, 0), value=-bound)
-        d = F.pad(_soft_bound(derivatives, 2 * limit).exp(), (1, 1), value=1.0)
+        c = (c / c[..., -1:]).sub_(0.5).mul_(2 * bound)
+        knots = F.pad(c, (1, 0), value=-bound)
+        d = F.pad(_soft_bound(derivatives, 2 * limit).exp_(), (1, 1), value=1.0)
         # One table per element, (*, 3 (K + 1)): knots x_k, knots y_k, derivatives d_k (1 at
         # both ends), so that one gather fetches a bin's six numbers.
         self.table = torch.cat([knots.flatten(-2), d], dim=-1)
