@@ -355,8 +355,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--reps", type=int, default=5, help="repetitions of the throughputs")
     p.add_argument("--warmup", type=int, default=None, help="steps left out of the median")
     p.add_argument("--out", default=None, help="JSON path; a .md table is written beside it")
+    p.add_argument(
+        "--no-validation",
+        action="store_true",
+        help="turn off torch's and Pyro's argument validation in every library",
+    )
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
+    if cfg.no_validation:
+        import pyro
+
+        torch.distributions.Distribution.set_default_validate_args(False)
+        pyro.enable_validation(False)
     warmup = cfg.warmup if cfg.warmup is not None else max(10, cfg.steps // 20)
     flows = cfg.flows.split(",")
     libraries = cfg.libraries.split(",")
