@@ -687,7 +687,12 @@ def flow_matching(
 
 
 def denoising(
-    model: nn.Module, x: Tensor, c: Tensor | None = None, *, t_max: float | None = None
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    t_max: float | None = None,
+    p_uncond: float = 0.0,
 ) -> Tensor:
     r"""The denoising loss of a diffusion model (denoising score matching, reweighted by
     the parameterisation),
@@ -698,6 +703,8 @@ def denoising(
 
     where :math:`y` is the parameterisation's target (:math:`\epsilon` for noise
     prediction, as in DDPM's simple loss; time runs from noise at 0 to data at 1).
+    With ``p_uncond > 0`` (condition dropout, for classifier-free guidance), each
+    :math:`c_i` is replaced by the null context, the zero vector, with that probability.
 
     Arguments:
         model: A :class:`~probgen.distributions.Diffusion` (``network``, ``sde``,
@@ -705,6 +712,7 @@ def denoising(
         x: Data with shape :math:`(N, D)`.
         c: Contexts with shape :math:`(N, C)`, or ``None``.
         t_max: The largest time drawn (default: the model's).
+        p_uncond: The probability of replacing a context by the null context.
 
     Returns:
         The scalar loss.
@@ -712,9 +720,16 @@ def denoising(
     References:
         | Denoising Diffusion Probabilistic Models (Ho et al., 2020)
         | https://arxiv.org/abs/2006.11239
+        | Classifier-Free Diffusion Guidance (Ho and Salimans, 2022)
+        | https://arxiv.org/abs/2207.12598
     """
     inner = unwrap(model)
     t_max = inner.t_max if t_max is None else t_max
+    if p_uncond:
+        if c is None:
+            raise ValueError(f"condition dropout needs a context, got p_uncond={p_uncond}")
+        keep = torch.rand(c.shape[:-1], device=c.device) >= p_uncond
+        c = torch.where(keep[..., None], c, torch.zeros_like(c))
     event = len(x.shape) - 1
     t = t_max * torch.rand(x.shape[0], dtype=x.dtype, device=x.device)
     a, s = inner.sde.alpha_sigma(t.reshape(-1, *[1] * event))

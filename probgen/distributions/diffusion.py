@@ -10,9 +10,22 @@ that ODE and ``sample`` uses the same solve; the stochastic samplers (DDPM, DDIM
 Euler-Maruyama, predictor-corrector, Heun) of :mod:`probgen.samplers` take
 :meth:`DiffusionDistribution.eps` and :attr:`DiffusionDistribution.sde`.
 
+Classifier-free guidance lives in :meth:`DiffusionDistribution.eps`, so every sampler and
+the probability-flow ODE see it: with a guidance scale :math:`w` and the null context
+:math:`\varnothing` (the zero vector),
+
+.. math:: \tilde\epsilon(x, t, c) = (1 + w) \, \hat\epsilon(x, t, c)
+    - w \, \hat\epsilon(x, t, \varnothing) ,
+
+so :math:`w = 0` is the conditional model and the guided score is
+:math:`(1 + w) \nabla \log p_t(x | c) - w \nabla \log p_t(x)`. The network learns both
+by condition dropout in training (``p_uncond`` of :class:`Diffusion`).
+
 References:
     | Score-Based Generative Modeling through Stochastic Differential Equations
     | (Song et al., 2021) https://arxiv.org/abs/2011.13456
+    | Classifier-Free Diffusion Guidance (Ho and Salimans, 2022)
+    | https://arxiv.org/abs/2207.12598
 """
 
 from __future__ import annotations
@@ -115,6 +128,8 @@ class DiffusionDistribution(ContinuousFlow):
         c: A context with shape :math:`(*B, C)`, or ``None``.
         t_max: Where the ODE stops (the data end, short of the singular :math:`t = 1`).
         divergence: The divergence of the ODE transform (exact trace by default).
+        guidance: The classifier-free guidance scale :math:`w` (0: the conditional model;
+            needs a context; the null context is the zero vector).
         solver: Keyword arguments of :class:`~probgen.transforms.ODETransform`.
     """
 
@@ -127,9 +142,13 @@ class DiffusionDistribution(ContinuousFlow):
         c: Tensor | None = None,
         t_max: float = 1 - 1e-3,
         divergence: Divergence = EXACT_TRACE,
+        guidance: float = 0.0,
         **solver: Any,
     ) -> None:
+        if guidance and c is None:
+            raise ValueError(f"classifier-free guidance needs a context, got guidance={guidance}")
         self.network, self.sde, self.parameterization, self.c = network, sde, parameterization, c
+        self.guidance = float(guidance)
         batch = c.shape[:-1] if c is not None else ()
         dtype = c.dtype if c is not None else _dtype(network)
         loc = torch.zeros(*batch, features, dtype=dtype)
@@ -146,11 +165,17 @@ class DiffusionDistribution(ContinuousFlow):
 
     def eps(self, x: Tensor, t: Tensor) -> Tensor:
         r"""The noise prediction :math:`\hat\epsilon(x, t, c)` for ``x`` of shape
-        :math:`(*, D)` and a scalar time ``t``."""
+        :math:`(*, D)` and a scalar time ``t``; guided, :math:`(1 + w) \hat\epsilon(x, t, c)
+        - w \hat\epsilon(x, t, \varnothing)`, when the guidance scale :math:`w \neq 0`."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         a, s = self.sde.alpha_sigma(t)
-        out = self.network(x, t, broadcast_context(x, self.c))
-        return self.parameterization.eps(out, x, a, s)
+        c = broadcast_context(x, self.c)
+        if not self.guidance:
+            return self.parameterization.eps(self.network(x, t, c), x, a, s)
+        # One network pass over the stack of the conditional and the null inputs.
+        out = self.network(torch.stack([x, x]), t, torch.stack([c, torch.zeros_like(c)]))
+        e = self.parameterization.eps(out, x, a, s)
+        return (1 + self.guidance) * e[0] - self.guidance * e[1]
 
 
 def _dtype(network: Any) -> torch.dtype:
@@ -177,11 +202,16 @@ class Diffusion(LazyDistribution):
         parameterization: What the network predicts (default :class:`NoisePrediction`).
         t_max: The end of the probability-flow ODE.
         divergence: The divergence of the ODE transform.
+        p_uncond: The probability that training replaces a context by the null (zero)
+            context, so that the network also learns the unconditional model for
+            classifier-free guidance (``model(c, guidance=w)``).
         solver: Keyword arguments of :class:`~probgen.transforms.ODETransform`.
 
     References:
         | Denoising Diffusion Probabilistic Models (Ho et al., 2020)
         | https://arxiv.org/abs/2006.11239
+        | Classifier-Free Diffusion Guidance (Ho and Salimans, 2022)
+        | https://arxiv.org/abs/2207.12598
 
     Example:
         >>> model = Diffusion(2, hidden=(16,))
@@ -199,11 +229,15 @@ class Diffusion(LazyDistribution):
         parameterization: Parameterization | None = None,
         t_max: float = 1 - 1e-3,
         divergence: Divergence = EXACT_TRACE,
+        p_uncond: float = 0.0,
         **solver: Any,
     ) -> None:
         super().__init__()
         if features < 1 or context < 0:
             raise ValueError(f"expected features >= 1 and context >= 0, got {features}, {context}")
+        if not 0 <= p_uncond <= 1 or (p_uncond and not context):
+            raise ValueError(f"expected 0 <= p_uncond <= 1 with a context, got {p_uncond}")
+        self.p_uncond = p_uncond
         self.features, self.context = features, context
         self.network = (
             TimeMLP(features, context, hidden, frequencies=4) if network is None else network
@@ -212,14 +246,19 @@ class Diffusion(LazyDistribution):
         self.parameterization = NoisePrediction() if parameterization is None else parameterization
         self.t_max, self.divergence, self.solver = t_max, divergence, solver
 
-    def forward(self, c: Tensor | None = None) -> DiffusionDistribution:
+    def forward(self, c: Tensor | None = None, guidance: float = 0.0) -> DiffusionDistribution:
+        r"""
+        Arguments:
+            c: A context with shape :math:`(*B, C)`, or ``None``.
+            guidance: The classifier-free guidance scale :math:`w` (needs a context).
+        """
         self.check_context(c)
         return DiffusionDistribution(
             self.network, self.sde, self.parameterization, self.features, c, self.t_max,
-            self.divergence, **self.solver,
+            self.divergence, guidance, **self.solver,
         )  # fmt: skip
 
     def default_objective(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         from ..objectives import denoising  # objectives sit one layer above
 
-        return denoising(self, x, c)
+        return denoising(self, x, c, p_uncond=self.p_uncond)

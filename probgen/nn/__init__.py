@@ -7,6 +7,7 @@ from .masked_conv import GatedMaskedConv2d, MaskedConv2d
 from .mlp import MLP, MaskedLinear, MaskedMLP
 from .time import TimeEmbedding, TimeMLP
 from .transformer import CausalSelfAttention, KVCache, TransformerBlock
+from .unet import UNet
 
 __all__ = [
     "MLP",
@@ -27,4 +28,5 @@ __all__ = [
     "spectral_normalize",
     "TimeEmbedding",
     "TimeMLP",
+    "UNet",
 ]
