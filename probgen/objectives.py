@@ -41,6 +41,8 @@ __all__ = [
     "mmd",
     "flow_matching",
     "denoising",
+    "vq_vae",
+    "autoencoder",
 ]
 
 import math
@@ -738,3 +740,84 @@ def denoising(
     out = inner.network(xt, t, c)
     target = inner.parameterization.target(x, e, a, s)
     return (out - target).square().flatten(1).sum(-1).mean()
+
+
+# Vector quantisation / autoencoder objectives: VQ-VAE's first stage and deterministic
+# autoencoders (plain, denoising, sparse).
+
+
+def vq_vae(model: nn.Module, x: Tensor, c: Tensor | None = None) -> Tensor:
+    r"""The first-stage loss of a VQ-VAE: reconstruction, codebook and commitment,
+
+    .. math:: \ell = \frac1N \sum_i \Big[ -\log p_\theta(x_i | z_q(x_i))
+        + \|\mathrm{sg}[z_e(x_i)] - e\|^2 + \beta \|z_e(x_i) - \mathrm{sg}[e]\|^2 \Big]
+
+    (van den Oord et al., 2017, eq. 3), with straight-through gradients from the decoder
+    to the encoder; the squared error summed over elements replaces
+    :math:`-\log p_\theta` for a deterministic decoder; the norms sum over the code grid.
+    An EMA codebook has no codebook term (the quantiser updates it in training mode). The
+    prior is not trained here: fit it on ``vq.encode(x)`` afterwards (the second stage),
+    so the context, which only the prior sees, is unused.
+
+    Arguments:
+        model: A :class:`~probgen.distributions.vq.VQVAE`.
+        x: A batch with shape :math:`(N, *E)`.
+        c: Contexts (unused by this stage), or ``None``.
+
+    Returns:
+        The scalar loss :math:`\ell`.
+
+    References:
+        | Neural Discrete Representation Learning (van den Oord et al., 2017)
+        | https://arxiv.org/abs/1711.00937
+
+    Example:
+        >>> import torch
+        >>> from probgen.distributions import CategoricalFamily
+        >>> from probgen.distributions.vq import VQVAE
+        >>> vq = VQVAE.small((1, 4, 4), codes=4, likelihood=CategoricalFamily(5))
+        >>> vq_vae(vq, torch.randint(5, (8, 1, 4, 4)).float()).shape
+        torch.Size([])
+    """
+    inner = unwrap(model)
+    q = inner.quantize(x)
+    error = inner.reconstruction_error(inner.params(q.z_q), x)
+    return (error + q.loss).mean()
+
+
+def autoencoder(model: nn.Module, x: Tensor, c: Tensor | None = None) -> Tensor:
+    r"""The loss of a deterministic autoencoder, plain, denoising or sparse,
+
+    .. math:: \ell = \frac1N \sum_i \mathrm{err}\big(g(h_i), x_i\big)
+        + \lambda \frac{1}{N H} \sum_{i, j} |h_{ij}|, \qquad h_i = f(\tilde x_i), \;
+        \tilde x_i = \mathrm{noise}(x_i) ,
+
+    with the model's corruption (the identity when it has none) and L1 weight
+    :math:`\lambda` (its ``sparsity``); the error is the squared error summed over
+    elements, or :math:`-\log p(x_i | g(h_i))` with a likelihood. The corruption applies
+    here only: the target is the clean :math:`x_i`.
+
+    Arguments:
+        model: An :class:`~probgen.distributions.autoencoder.Autoencoder`.
+        x: A batch with shape :math:`(N, *E)`.
+        c: Must be ``None``: autoencoders take no context.
+
+    Returns:
+        The scalar loss :math:`\ell`.
+
+    Example:
+        >>> import torch
+        >>> from probgen.distributions.autoencoder import Autoencoder
+        >>> from probgen.nn import MLPDecoder, MLPEncoder
+        >>> ae = Autoencoder(MLPEncoder((4,), 2, hidden=(8,)), MLPDecoder(2, (4,), hidden=(8,)))
+        >>> autoencoder(ae, torch.randn(16, 4)).shape
+        torch.Size([])
+    """
+    if c is not None:
+        raise ValueError("autoencoders take no context; got one")
+    inner = unwrap(model)
+    h = inner.encode(x if inner.noise is None else inner.noise(x))
+    loss = inner.reconstruction_error(inner.params(h), x).mean()
+    if inner.sparsity:
+        loss = loss + inner.sparsity * h.abs().mean()
+    return loss

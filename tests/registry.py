@@ -301,8 +301,63 @@ def _continuous() -> list[Case]:
     return cases
 
 
+def _vq() -> list[Case]:
+    # VQ-VAEs: with a likelihood, log_prob is the bound log p(x|z_q(x)) + log p(z_q(x))
+    # ("bound"); with a deterministic decoder there is no density ("none"). Discrete or
+    # image events: no grid quadrature or goodness of fit here; test_vq.py sums the bound
+    # and the exact marginal over every value of a tiny model and tests samples against it.
+    from probgen.distributions.vq import VQVAE
+
+    ar = pg.autoregressive
+    skip = {"gradients": "the codes z_q(x) are an argmin, piecewise constant in the "
+            "encoder's parameters: no gradient of the bound reaches the encoder (training "
+            "uses straight-through gradients; test_vq.py checks them)"}
+    small = dict(codes=4, dim=3, hidden=4, prior_layers=2)
+    cases = []
+    for context in (0, 2):
+        tag = "" if context == 0 else f"|c={context}"
+        cases.append(
+            Case(
+                f"VQVAE-categorical{tag}",
+                lambda c=context: VQVAE.small(
+                    (1, 4, 4), likelihood=ar.CategoricalFamily(5), context=c, **small
+                ),
+                context,
+                (1, 4, 4),
+                quadrature=False,
+                gof=False,
+                skip=skip,
+            )
+        )
+    cases += [
+        Case(
+            "VQVAE-gaussian-ema",
+            lambda: VQVAE.small(
+                (1, 4, 4), likelihood=ar.GaussianFamily(), ema=True, restart=0.5, **small
+            ),
+            0,
+            (1, 4, 4),
+            quadrature=False,
+            gof=False,
+            skip=skip,
+        ),
+        Case(
+            "VQVAE-deterministic",
+            lambda: VQVAE.small((1, 4, 4), **small),
+            0,
+            (1, 4, 4),
+            quadrature=False,
+            gof=False,
+            skip={"gradients": "no density (log_prob_kind 'none'): no log_prob to "
+                  "differentiate; test_vq.py checks the training objective's gradients"},
+        ),
+    ]
+    return cases
+
+
 CASES: list[Case] = (
     _flows() + _image_flows() + _autoregressive() + _energy() + _implicit() + _continuous()
+    + _vq()
 )
 
 

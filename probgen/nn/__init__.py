@@ -1,5 +1,15 @@
 r"""Network blocks with no probability in them."""
 
+from .autoencoder import (
+    CodebookUsage,
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    Quantized,
+    VectorQuantizer,
+    codebook_usage,
+)
 from .causal_conv import CausalConv1d, WaveNetBlock
 from .conv import ConvNet
 from .gan import ContextMLP, DCDiscriminator, DCGenerator, StyleGenerator, spectral_normalize
@@ -29,4 +39,12 @@ __all__ = [
     "TimeEmbedding",
     "TimeMLP",
     "UNet",
+    "MLPEncoder",
+    "MLPDecoder",
+    "ConvEncoder",
+    "ConvDecoder",
+    "VectorQuantizer",
+    "Quantized",
+    "CodebookUsage",
+    "codebook_usage",
 ]
