@@ -41,6 +41,8 @@ __all__ = [
     "mmd",
     "flow_matching",
     "denoising",
+    "denoising_score_matching",
+    "sliced_score_matching",
     "vq_vae",
     "autoencoder",
 ]
@@ -740,6 +742,104 @@ def denoising(
     out = inner.network(xt, t, c)
     target = inner.parameterization.target(x, e, a, s)
     return (out - target).square().flatten(1).sum(-1).mean()
+
+
+# Score matching: denoising over a ladder of noise levels (NCSN) and sliced score matching.
+
+
+def denoising_score_matching(model: nn.Module, x: Tensor, c: Tensor | None = None) -> Tensor:
+    r"""Denoising score matching over a ladder of noise levels (NCSN), each level weighted
+    by :math:`\lambda(\sigma) = \sigma^2`,
+
+    .. math:: \ell = \frac{1}{N} \sum_i \tfrac12 \big\| \sigma_{k_i} s_\theta(x_i +
+        \sigma_{k_i} z_i, \sigma_{k_i}, c_i) + z_i \big\|^2, \quad
+        k_i \sim U\{1, \dots, L\}, \; z_i \sim \mathcal{N}(0, I) ,
+
+    an unbiased estimate of Song and Ermon's :math:`\frac1L \sum_k \sigma_k^2
+    \ell(\theta; \sigma_k)` (their eq. 5 and 6). For each level the minimiser is the score
+    of the smoothed data, :math:`\nabla \log p_\sigma` (Vincent, 2011): the loss differs
+    from :math:`\frac{1}{2L} \sum_k \sigma_k^2 \mathbb{E} \| s_\theta - \nabla \log
+    p_{\sigma_k} \|^2` by a constant.
+
+    Arguments:
+        model: A :class:`~probgen.diffusion.NCSN` (``sigmas`` and ``score(x, sigma, c)``).
+        x: Data with shape :math:`(N, D)`.
+        c: Contexts with shape :math:`(N, C)`, or ``None``.
+
+    Returns:
+        The scalar loss.
+
+    References:
+        | Generative Modeling by Estimating Gradients of the Data Distribution (Song and
+        | Ermon, 2019) https://arxiv.org/abs/1907.05600
+        | A Connection Between Score Matching and Denoising Autoencoders (Vincent, 2011)
+        | https://doi.org/10.1162/NECO_a_00142
+    """
+    inner = unwrap(model)
+    sigmas = inner.sigmas.to(dtype=x.dtype, device=x.device)
+    k = torch.randint(len(sigmas), (x.shape[0],), device=x.device)
+    sigma = sigmas[k]
+    z = torch.randn_like(x)
+    shape = (-1, *[1] * (x.dim() - 1))
+    s = inner.score(x + sigma.reshape(shape) * z, sigma, c)
+    return 0.5 * (sigma.reshape(shape) * s + z).square().flatten(1).sum(-1).mean()
+
+
+def sliced_score_matching(
+    model: nn.Module,
+    x: Tensor,
+    c: Tensor | None = None,
+    *,
+    projections: int = 1,
+    noise: Literal["gaussian", "rademacher"] = "gaussian",
+    variance_reduction: bool = True,
+) -> Tensor:
+    r"""Sliced score matching: Hyvärinen's objective with the Jacobian trace projected on
+    random directions :math:`v` (:math:`\mathbb{E}[v v^\top] = I`),
+
+    .. math:: \ell = \frac{1}{N M} \sum_{i, m} v_{im}^\top \nabla_x \big(v_{im}^\top
+        s_\theta(x_i, c_i)\big) + \tfrac12 \big(v_{im}^\top s_\theta(x_i, c_i)\big)^2 ,
+
+    whose expectation over :math:`v` is the exact score-matching objective
+    :math:`\mathbb{E}_x[\mathrm{tr} \nabla_x s_\theta + \frac12 \|s_\theta\|^2]`, minimised
+    by the data's score. With ``variance_reduction`` (SSM-VR) the second term is its
+    expectation, :math:`\frac12 \|s_\theta\|^2`, computed exactly. Each projection costs
+    one vector-Jacobian product.
+
+    Arguments:
+        model: A :class:`~probgen.diffusion.ScoreModel` (``score(x, c)``).
+        x: Data with shape :math:`(N, D)`.
+        c: Contexts with shape :math:`(N, C)`, or ``None``.
+        projections: The number :math:`M` of directions per datum.
+        noise: The law of :math:`v`: standard normal or Rademacher.
+        variance_reduction: Whether to use SSM-VR.
+
+    Returns:
+        The scalar loss.
+
+    References:
+        | Sliced Score Matching: A Scalable Approach to Density and Score Estimation
+        | (Song et al., 2019) https://arxiv.org/abs/1905.07088
+    """
+    if noise not in ("gaussian", "rademacher"):
+        raise ValueError(f"expected noise 'gaussian' or 'rademacher', got {noise!r}")
+    if projections < 1:
+        raise ValueError(f"expected projections >= 1, got {projections}")
+    inner = unwrap(model)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        s = inner.score(x, c)
+        v = torch.randn(projections, *x.shape, dtype=x.dtype, device=x.device)
+        if noise == "rademacher":
+            v = v.sign()
+        sv = (s * v).flatten(2).sum(-1)  # (M, N)
+        terms = []
+        for m in range(projections):
+            (g,) = torch.autograd.grad(sv[m].sum(), x, create_graph=True)
+            terms.append((g * v[m]).flatten(1).sum(-1))
+        trace = torch.stack(terms)  # (M, N)
+        square = s.square().flatten(1).sum(-1) if variance_reduction else sv.square()
+    return (trace + 0.5 * square).mean()
 
 
 # Vector quantisation / autoencoder objectives: VQ-VAE's first stage and deterministic
