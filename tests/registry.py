@@ -355,9 +355,50 @@ def _vq() -> list[Case]:
     return cases
 
 
+def _latent() -> list[Case]:
+    # Importance-weighted estimates (log_prob_kind "estimate"): the suite's grid quadrature
+    # and goodness of fit need exact densities; test_latent.py integrates the unbiased
+    # estimate exp(log_prob) by quadrature instead. The marginal has no rsample.
+    lt, nn_ = pg.latent, pg.implicit
+    cases = [
+        Case(
+            "VAE",
+            lambda: lt.VAE(
+                nn_.ContextMLP(2, 4, hidden=(16,)), nn_.ContextMLP(2, 4, hidden=(16,)),
+                latent=2, event_shape=2, particles=4,
+            ),
+            quadrature=False,
+            gof=False,
+        ),
+        Case(
+            "VAE-NSF-prior-bernoulli",
+            lambda: lt.VAE(
+                nn_.ContextMLP(4, 4, hidden=(16,)), nn_.ContextMLP(2, 4, hidden=(16,)),
+                pg.flows.NSF(2, transforms=1, hidden=(8,), bins=4, bound=4.0),
+                event_shape=4, likelihood=lt.BernoulliFamily(), particles=4,
+            ),
+            event_shape=(4,),
+            quadrature=False,
+            gof=False,
+        ),
+        Case(
+            "VAE-MAF-prior|c=3",
+            lambda: lt.VAE(
+                nn_.ContextMLP(2, 4, 3, hidden=(16,)), nn_.ContextMLP(2, 4, 3, hidden=(16,)),
+                pg.flows.MAF(2, 3, transforms=1, hidden=(8,)),
+                event_shape=2, context=3, particles=4,
+            ),
+            3,
+            quadrature=False,
+            gof=False,
+        ),
+    ]
+    return cases
+
+
 CASES: list[Case] = (
     _flows() + _image_flows() + _autoregressive() + _energy() + _implicit() + _continuous()
-    + _vq()
+    + _latent() + _vq()
 )
 
 
