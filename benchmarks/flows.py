@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import math
 import os
@@ -350,6 +351,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds to repeat the whole run over (overrides --seed); "
+        "a summary table gives each model's mean gap and its spread across seeds",
+    )
     p.add_argument("--test", type=int, default=100_000, help="test samples for the NLL")
     p.add_argument("--big-batch", type=int, default=65536, help="batch of the throughputs")
     p.add_argument("--reps", type=int, default=5, help="repetitions of the throughputs")
@@ -394,10 +401,15 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     results = []
-    for name in cfg.densities.split(","):
+    seeds = [int(v) for v in cfg.seeds.split(",")] if cfg.seeds else [cfg.seed]
+    for cfg.seed, name in itertools.product(seeds, cfg.densities.split(",")):
         density, source = toy(name)
         entropy = float(density.entropy())
-        print(f"{name} (from {source}), entropy {entropy:.4f}", file=sys.stderr, flush=True)
+        print(
+            f"{name} (from {source}), entropy {entropy:.4f}, seed {cfg.seed}",
+            file=sys.stderr,
+            flush=True,
+        )
         models = []
         for lib, f in chosen:
             torch.manual_seed(cfg.seed)
@@ -417,6 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
             cpu_steps = cpu[k][warmup:] or cpu[k]
             row = {
                 "density": name,
+                "seed": cfg.seed,
                 "library": m.library,
                 "flow": m.flow,
                 "entropy": entropy,
@@ -433,6 +446,8 @@ def main(argv: list[str] | None = None) -> dict:
     meta["machine"]["loadavg_end"] = os.getloadavg()
     report = {**meta, "results": results}
     table = markdown(results)
+    if len(seeds) > 1:
+        table += "\n\nAcross seeds " + ", ".join(map(str, seeds)) + ":\n\n" + summary(results)
     print(table)
     if cfg.out:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
@@ -455,6 +470,35 @@ def _line(r: dict) -> str:
         f"(CPU {r['cpu_ms_per_step']:.2f}) "
         f"log_prob {r['log_prob_per_s'] / 1e6:.2f} M/s sample {r['sample_per_s'] / 1e6:.2f} M/s"
     )
+
+
+def summary(results: list[dict]) -> str:
+    r"""Each model's gap across seeds (mean, standard deviation, the seeds it was best on)
+    and its median time per step over the seeds' medians."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["density"], r["flow"], r["library"]), []).append(r)
+    best: dict[tuple[str, str, int], float] = {}
+    for r in results:
+        k = (r["density"], r["flow"], r["seed"])
+        best[k] = min(best.get(k, math.inf), r["gap"])
+    head = (
+        "| density | flow | library | seeds | gap mean ± sd | best of its flow on | "
+        "ms/step (median) | log_prob /s (median) |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    )
+    rows = []
+    for (density, flow, library), rs in groups.items():
+        gaps = [r["gap"] for r in rs]
+        sd = statistics.stdev(gaps) if len(gaps) > 1 else float("nan")
+        wins = sum(r["gap"] == best[(density, flow, r["seed"])] for r in rs)
+        rows.append(
+            f"| {density} | {flow} | {library} | {len(rs)} | {statistics.mean(gaps):.4f} ± "
+            f"{sd:.4f} | {wins}/{len(rs)} | "
+            f"{statistics.median(r['ms_per_step'] for r in rs):.2f} | "
+            f"{statistics.median(r['log_prob_per_s'] for r in rs) / 1e6:.2f} M |"
+        )
+    return "\n".join([head, *rows])
 
 
 def markdown(results: list[dict]) -> str:
