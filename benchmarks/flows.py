@@ -402,7 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     results = []
     seeds = [int(v) for v in cfg.seeds.split(",")] if cfg.seeds else [cfg.seed]
-    for cfg.seed, name in itertools.product(seeds, cfg.densities.split(",")):
+    for seed, name in itertools.product(seeds, cfg.densities.split(",")):
+        cfg.seed = seed  # train() and the model builders read it
         density, source = toy(name)
         entropy = float(density.entropy())
         print(
