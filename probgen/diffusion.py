@@ -23,6 +23,12 @@ score network over a geometric ladder (:func:`geometric_sigmas`) trained by deno
 score matching and sampled by :func:`annealed_langevin`, whose ``probability_flow()`` is
 the ladder's VE probability-flow ODE with an exact ``log_prob``; :class:`ScoreModel`,
 trained by sliced score matching and sampled by Langevin dynamics.
+
+Classifier-free guidance is a property of the distribution, ``model(c, guidance=w)``
+(:math:`(1 + w) \hat\epsilon(x, t, c) - w \hat\epsilon(x, t, \varnothing)`, the null
+context the zero vector), so every sampler and the probability-flow ODE are guided;
+``Diffusion(p_uncond=p)`` trains with condition dropout. Images go through :class:`UNet`
+on flat vectors.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ __all__ = [
     "AnnealedLangevin",
     "geometric_sigmas",
     "annealed_langevin",
+    "UNet",
 ]
 
 from .distributions.diffusion import (
@@ -67,6 +74,7 @@ from .distributions.diffusion import (
     VelocityPrediction,
 )
 from .distributions.score import NCSN, AnnealedLangevin, ScoreModel, geometric_sigmas
+from .nn.unet import UNet
 from .samplers.sde import (
     SDE,
     VE,
