@@ -334,7 +334,8 @@ class VQVAE(LazyDistribution):
             The indices, with shape :math:`(*, *P)`, :math:`P` the prior's event shape.
         """
         flat, batch = self._check(x)
-        z = self.quantizer.nearest(self.encoder(network_input(flat, self.likelihood)))
+        with torch.no_grad():  # an argmin: no gradient to keep
+            z = self.quantizer.nearest(self.encoder(network_input(flat, self.likelihood)))
         like = next(self.prior.parameters(), None)
         dtype = like.dtype if like is not None else torch.get_default_dtype()
         return z.reshape(*batch, *self.codes_shape).to(dtype)
