@@ -514,3 +514,21 @@ def test_bad_networks_and_inputs():
         vae.model(torch.randn(5, D + 1))
     with pytest.raises(ValueError, match="beta"):
         elbo(vae, torch.randn(5, D), beta=-1.0)
+
+
+@pytest.mark.slow
+def test_goodness_of_fit_with_many_particles():
+    # The suite's binned chi-square against exp(log p_K): the estimate is unbiased for
+    # p(x), and with K = 1000 particles its noise, averaged over the 100 grid points of a
+    # bin, is small against the bins' sampling noise; the false failure rate is the
+    # suite's, 1e-4, up to that residual noise.
+    vae = VAE(
+        ContextMLP(2, 4, hidden=(16,)),
+        ContextMLP(2, 4, hidden=(16,)),
+        latent=2,
+        event_shape=2,
+        likelihood=GaussianFamily(0.3),
+        particles=1000,
+    )
+    pg.testing.perturb(vae, 0.1)
+    pg.testing.check_goodness_of_fit(vae(), n=20_000)
