@@ -110,8 +110,8 @@ class LearnedGaussianFamily(nn.Module, ElementFamily):
 
     Example:
         >>> f = LearnedGaussianFamily(1.0)
-        >>> f.log_prob(torch.zeros(1), torch.zeros(())).item() == -0.5 * math.log(2 * math.pi)
-        True
+        >>> round(f.log_prob(torch.zeros(1), torch.zeros(())).item(), 4)
+        -0.9189
     """
 
     params = 1
