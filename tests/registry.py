@@ -396,9 +396,54 @@ def _latent() -> list[Case]:
     return cases
 
 
+def _diffusion() -> list[Case]:
+    # Diffusion: exact log_prob through the probability-flow ODE. The field of a perturbed
+    # random network, -f x + g^2 eps / (2 sigma_t), expands errors near the noise end
+    # (by 1 / alpha_0 ~ 150 for VP), so the transform checks (inverse, ladj against
+    # autograd to 1e-5) need tolerances of 1e-8 with a small network (hidden 8).
+    # Each solve costs hundreds of evaluations: one SDE (VP, the default) and no grid
+    # checks. Quadrature (90,000 points) and goodness of fit (100,000 samples) each take
+    # minutes through that ODE; test_diffusion.py and test_score.py check the density
+    # against closed forms with the analytic score instead (VP, sub-VP, VE, the NCSN
+    # ladder).
+    # Score models (NCSN, ScoreModel) sample by Langevin dynamics: log_prob_kind "none"
+    # (shapes, context, expand, Pyro sites and seeded samples run; the NCSN's own density
+    # is its probability_flow(), a DiffusionDistribution, checked in test_score.py).
+    df = pg.diffusion
+    solver = dict(hidden=(8,), rtol=1e-8, atol=1e-8)
+    slow = dict(quadrature=False, gof=False)
+    skip = {"gradients": "no log_prob to differentiate: test_score.py trains score models "
+            "through their objectives"}
+    cases = []
+    for context in (0, 3):
+        tag = "" if context == 0 else f"|c={context}"
+        cases += [
+            Case(f"Diffusion-VP{tag}", lambda c=context: df.Diffusion(2, c, **solver), context,
+                 **slow),
+            Case(
+                f"NCSN{tag}",
+                lambda c=context: df.NCSN(
+                    2, c, sigmas=df.geometric_sigmas(2.0, 0.1, 3), hidden=(8,), steps=3,
+                    step_size=1e-3,
+                ),
+                context,
+                skip=skip,
+                **slow,
+            ),
+            Case(
+                f"ScoreModel{tag}",
+                lambda c=context: df.ScoreModel(2, c, hidden=(8,), steps=3),
+                context,
+                skip=skip,
+                **slow,
+            ),
+        ]
+    return cases
+
+
 CASES: list[Case] = (
     _flows() + _image_flows() + _autoregressive() + _energy() + _implicit() + _continuous()
-    + _latent() + _vq()
+    + _latent() + _vq() + _diffusion()
 )
 
 
