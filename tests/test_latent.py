@@ -433,6 +433,16 @@ def test_flow_prior_is_trained_and_scored():
     assert torch.isfinite(elbo(vae, x, analytic_kl=True))
 
 
+def test_diffusion_prior_nests():
+    # Latent diffusion: the prior's log p(z) is the probability-flow ODE's (kind "exact").
+    prior = pg.diffusion.Diffusion(L, hidden=(8,), rtol=1e-4, atol=1e-4)
+    vae = VAE(nn.Linear(D, 2 * L), nn.Linear(L, 2 * D), prior, event_shape=D, particles=2)
+    x = torch.randn(3, D)
+    elbo(vae, x).backward()
+    assert all(p.grad is not None for p in vae.prior.parameters())
+    assert vae().log_prob(x).shape == (3,) and vae().sample((2,)).shape == (2, D)
+
+
 # The marginal's estimate is unbiased for p(x): it integrates to one.
 
 
