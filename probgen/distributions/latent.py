@@ -420,7 +420,11 @@ class VAE(LazyDistribution):
             ``guide``.
         particles: The number of importance particles :math:`K` of ``vae(c).log_prob``.
         min_scale: The floor :math:`\sigma_{min}` of the encoder's scales.
-        name: The name of the module in Pyro's parameter store.
+        name: The name of the module in Pyro's parameter store. The store is global: give
+            two VAEs trained by SVI in one process different names (or call
+            ``pyro.clear_param_store()`` between them), else SVI's optimiser would see the
+            first one's tensors. :func:`probgen.fit` steps the module's own parameters and
+            is unaffected.
 
     References:
         | Auto-Encoding Variational Bayes (Kingma and Welling, 2013)
