@@ -21,7 +21,7 @@ representation; on the raw pixels for reference).
 
 Run::
 
-    python recipes/autoencoders_digits.py              # a few minutes on 2 CPU cores
+    python recipes/autoencoders_digits.py              # 12 min on 2 cores under a load of ~10
     python recipes/autoencoders_digits.py --steps 2    # a smoke test, seconds
 
 Outputs in ``--out``: ``reconstructions.png`` (clean and masked test images, and each
