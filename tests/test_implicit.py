@@ -191,6 +191,31 @@ def test_spectral_normalize_bounds_the_largest_singular_value():
             assert abs(s.item() - 1) < 1e-3
 
 
+def test_minibatch_std_reads_the_spread_within_each_group_only():
+    torch.manual_seed(0)
+    D = pg.nn.DCDiscriminator((1, 8, 8), channels=4, minibatch_std=4).double().eval()
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
+    y = x.clone()
+    y[5] = 0.0
+    changed = (D(x) - D(y)).abs() > 0
+    assert changed.tolist() == [False] * 4 + [True] * 4
+    # A group of one image repeated has no spread: each logit is the image's own, as
+    # scored alone.
+    same = x[:1].expand(4, 1, 8, 8)
+    assert torch.allclose(D(same), D(x[:1]).expand(4))
+    # The weight on the spread feature moves the logits of a varied group, not of a
+    # repeated one.
+    varied, repeated = D(x[:4]), D(same)
+    with torch.no_grad():
+        D.linear.weight[0, -1] += 1.0
+    assert (D(x[:4]) - varied).abs().min() > 1e-6
+    assert torch.allclose(D(same), repeated)
+    # A batch size the group does not divide is one group.
+    assert D(x[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="minibatch_std >= 0"):
+        pg.nn.DCDiscriminator(minibatch_std=-1)
+
+
 def test_weight_clipping_and_critic_steps_per_generator_step():
     gan = _gan()
     players = O.adversarial(O.wasserstein, clip=0.01)

@@ -208,15 +208,27 @@ class DCDiscriminator(nn.Module):
     where the last term (present with a context) projects the label embedding :math:`Ec`
     on the features: the projection discriminator.
 
+    With ``minibatch_std = g > 0``, :math:`w^T h` also reads one more feature: the standard
+    deviation of the features across each group of :math:`g` samples of the batch,
+    averaged over features (ProGAN's minibatch standard deviation). A generator that
+    collapses gives batches of low spread, which the critic can then see; without it,
+    a per-sample critic cannot tell one good image repeated from a varied batch. The
+    logits then depend on the batch the sample is in.
+
     Arguments:
         shape: The image shape :math:`(C, H, H)`, :math:`H` a power of 2.
         context: The number of context features (one-hot labels), 0 when unconditional.
         channels: The number of feature maps of the first convolution (doubled per level).
         spectral: Whether to spectrally normalise every layer.
+        minibatch_std: The group size :math:`g` of the minibatch standard deviation
+            feature (0: none; ProGAN uses 4); a batch whose size :math:`g` does not divide
+            is one group.
 
     References:
         | cGANs with Projection Discriminator (Miyato and Koyama, 2018)
         | https://arxiv.org/abs/1802.05637
+        | Progressive Growing of GANs for Improved Quality, Stability, and Variation
+          (Karras et al., 2018), section 3 https://arxiv.org/abs/1710.10196
 
     Example:
         >>> D = DCDiscriminator((1, 8, 8), context=10, spectral=True)
@@ -230,10 +242,13 @@ class DCDiscriminator(nn.Module):
         context: int = 0,
         channels: int = 32,
         spectral: bool = False,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
+        if minibatch_std < 0:
+            raise ValueError(f"expected minibatch_std >= 0, got {minibatch_std}")
         self.event_shape = _check_image(shape)
-        self.context = context
+        self.context, self.minibatch_std = context, minibatch_std
         levels = _levels(self.event_shape[1])
         layers: list[nn.Module] = [
             nn.Conv2d(self.event_shape[0], channels, 3, padding=1),
@@ -246,10 +261,17 @@ class DCDiscriminator(nn.Module):
             ]
         self.features = nn.Sequential(*layers, nn.Flatten())
         width = channels * 2**levels * 4
-        self.linear = nn.Linear(width, 1)
+        self.linear = nn.Linear(width + (1 if minibatch_std else 0), 1)
         self.embed = nn.Linear(context, width, bias=False) if context else None
         if spectral:
             spectral_normalize(self)
+
+    def _spread(self, h: Tensor) -> Tensor:
+        # (N, 1): the features' standard deviation within each group, averaged over them.
+        n = h.shape[0]
+        g = self.minibatch_std if n % self.minibatch_std == 0 else n
+        std = h.reshape(n // g, g, -1).std(1, correction=0).mean(-1)
+        return std.repeat_interleave(g)[:, None]
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         r"""
@@ -261,7 +283,8 @@ class DCDiscriminator(nn.Module):
             Logits with shape :math:`(N,)`.
         """
         h = self.features(x)
-        out = self.linear(h).squeeze(-1)
+        features = torch.cat([h, self._spread(h)], -1) if self.minibatch_std else h
+        out = self.linear(features).squeeze(-1)
         if self.embed is not None:
             out = out + (self.embed(c.to(h.dtype)) * h).sum(-1)
         return out
