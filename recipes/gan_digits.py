@@ -1,15 +1,23 @@
-r"""DCGAN, conditional DCGAN and a style-based generator on 8x8 digits, scored by FID, KID
-and Inception Score in the feature space of probgen's own digits classifier.
+r"""DCGAN, conditional DCGAN, a style-based generator and a GMMN on 8x8 digits, scored by
+FID, KID and Inception Score in the feature space of probgen's own digits classifier.
 
-Images are scikit-learn's digits scaled to [0, 1] (``probgen.data.digits``). Every model
-is a GAN with a hinge loss and a spectrally normalised DCGAN discriminator (a projection
-discriminator when conditional on one-hot labels); the generators are
-:class:`~probgen.nn.DCGenerator` and :class:`~probgen.nn.StyleGenerator`. The scores use
+Images are scikit-learn's digits scaled to [0, 1] (``probgen.data.digits``). Every GAN has
+a DCGAN discriminator (a projection discriminator when conditional on one-hot labels) and
+is trained by WGAN-GP (5 critic steps per generator step, penalty 10), or with
+``--loss hinge`` by the hinge loss with a spectrally normalised critic that also reads the
+minibatch standard deviation; on these 1,500 images the hinge GAN (like the
+non-saturating one) collapses to a few images within a few hundred steps, where WGAN-GP
+does not. The generators are :class:`~probgen.nn.DCGenerator` and
+:class:`~probgen.nn.StyleGenerator`.
+The GMMN is the same DCGAN generator trained by the MMD to the data in pixel space, with no
+discriminator (:class:`~probgen.implicit.GMMN`). The scores use
 :func:`probgen.metrics.features.digits_classifier` (no download): FID and KID against the
 test split, the Inception-Score-style :func:`~probgen.metrics.classifier_score`, and for
 the conditional model the classifier's accuracy on the labels asked for. The recipe
 writes one PNG grid per model (a row per class for the conditional one) and
-``results.json``; the test split itself is scored as the reference.
+``results.json``; as many training images as test images, scored the same way, are the
+reference (the floor any model can reach at this sample size). The defaults take about
+10 minutes on 2 busy cores; measured results are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -30,21 +38,53 @@ from torch.optim import Adam
 import probgen as pg
 from probgen import objectives as O
 from probgen.data import digits
-from probgen.implicit import GAN, DCDiscriminator, DCGenerator, StyleGenerator
+from probgen.implicit import GAN, GMMN, DCDiscriminator, DCGenerator, ImplicitModel, StyleGenerator
 from probgen.metrics import classifier_score, fid, kid
 from probgen.metrics.features import digits_classifier
 
 LATENT = 32
-MODELS: dict[str, Callable[[argparse.Namespace], tuple[GAN, bool]]] = {
-    "dcgan": lambda a: (GAN(DCGenerator(LATENT, channels=a.channels),
-                            DCDiscriminator(channels=a.channels, spectral=True), LATENT), False),
+STEPS, CHANNELS = 250, 16  # the defaults: about 10 minutes in all on 2 busy cores
+
+
+def _critic(a: argparse.Namespace, context: int = 0) -> DCDiscriminator:
+    hinge = a.loss == "hinge"
+    return DCDiscriminator(context=context, channels=a.channels, spectral=hinge,
+                           minibatch_std=4 if hinge else 0)  # fmt: skip
+
+
+def _players(gan: GAN, a: argparse.Namespace) -> dict[str, Any]:
+    # pg.fit's arguments for the two players.
+    if a.loss == "hinge":
+        betas = (0.0, 0.9)
+        return {
+            "objective": O.adversarial(O.hinge),
+            "optimizer": {
+                # The critic at twice the generator's rate (two time-scale updates).
+                "discriminator": Adam(gan.discriminator.parameters(), 2 * a.lr, betas=betas),
+                "generator": Adam(gan.generator_parameters(), a.lr, betas=betas),
+            },
+        }
+    betas = (0.5, 0.9)
+    return {
+        "objective": O.adversarial(O.wasserstein, penalty=10.0),
+        "optimizer": {
+            "discriminator": Adam(gan.discriminator.parameters(), a.lr, betas=betas),
+            "generator": Adam(gan.generator_parameters(), a.lr, betas=betas),
+        },
+        "schedule": {"discriminator": 5},
+    }
+
+
+# name -> (the model, whether it is conditional on the labels).
+MODELS: dict[str, Callable[[argparse.Namespace], tuple[ImplicitModel, bool]]] = {
+    "dcgan": lambda a: (GAN(DCGenerator(LATENT, channels=a.channels), _critic(a), LATENT), False),
     "cgan": lambda a: (GAN(DCGenerator(LATENT, context=10, channels=a.channels),
-                           DCDiscriminator(context=10, channels=a.channels, spectral=True),
-                           LATENT, context=10), True),
-    "stylegan": lambda a: (GAN(StyleGenerator(LATENT, channels=a.channels),
-                               DCDiscriminator(channels=a.channels, spectral=True), LATENT),
+                           _critic(a, 10), LATENT, context=10), True),
+    "stylegan": lambda a: (GAN(StyleGenerator(LATENT, channels=a.channels), _critic(a), LATENT),
                            False),
+    "gmmn": lambda a: (GMMN(DCGenerator(LATENT, channels=a.channels), LATENT), False),
 }  # fmt: skip
+DEFAULT_MODELS = ("dcgan", "cgan", "gmmn")
 
 
 def _names(value: str) -> list[str]:
@@ -67,18 +107,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--models",
         type=_names,
-        default=list(MODELS),
+        default=list(DEFAULT_MODELS),
         help=f"comma-separated models among {', '.join(MODELS)}, or all",
     )
-    parser.add_argument("--steps", type=int, default=1500, help="generator steps")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per player step")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
-    parser.add_argument("--channels", type=int, default=32, help="feature maps at 8x8")
+    parser.add_argument("--steps", type=int, default=STEPS, help="generator steps")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per GAN player step")
+    parser.add_argument(
+        "--mmd-batch-size", type=int, default=256, help="images per GMMN step (MMD needs more)"
+    )
+    parser.add_argument(
+        "--loss",
+        choices=["wgan_gp", "hinge"],
+        default="wgan_gp",
+        help="the GANs' loss: WGAN-GP (5 critic steps), or hinge with a spectrally normalised "
+        "critic reading the minibatch standard deviation",
+    )
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (GANs)")
+    parser.add_argument("--mmd-lr", type=float, default=1e-3, help="Adam learning rate (GMMN)")
+    parser.add_argument("--channels", type=int, default=CHANNELS, help="feature maps at 8x8")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/gan_digits"), help="output folder"
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (on 2 busy cores, 2 threads made a step 8 times slower)",
+    )
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNGs")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     return parser
@@ -131,18 +187,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for name in args.models:
             torch.manual_seed(args.seed)
             gan, conditional = MODELS[name](args)
-            betas = (0.0, 0.9)
+            data = (x, c) if conditional else x
             tic = time.perf_counter()
-            pg.fit(
-                gan, (x, c) if conditional else x, steps=args.steps, batch_size=args.batch_size,
-                objective=O.adversarial(O.hinge),
-                optimizer={
-                    # The critic at twice the generator's rate (two time-scale updates).
-                    "discriminator": Adam(gan.discriminator.parameters(), 2 * args.lr, betas),
-                    "generator": Adam(gan.generator_parameters(), args.lr, betas=betas),
-                },
-                seed=args.seed, progress=args.progress,
-            )  # fmt: skip
+            if isinstance(gan, GAN):
+                pg.fit(gan, data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                       progress=args.progress, **_players(gan, args))  # fmt: skip
+            else:  # a GMMN: one player, its default objective (the MMD to the batch)
+                pg.fit(gan, data, steps=args.steps, batch_size=args.mmd_batch_size,
+                       optimizer=Adam(gan.parameters(), args.mmd_lr), seed=args.seed,
+                       progress=args.progress)  # fmt: skip
             seconds = time.perf_counter() - tic
             with torch.no_grad():
                 if conditional:

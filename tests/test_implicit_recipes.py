@@ -23,20 +23,21 @@ def test_gan_2d_smoke(tmp_path):
 
 def test_gan_digits_smoke(tmp_path):
     results = gan_digits.main(
-        [
-            "--steps",
-            "2",
-            "--channels",
-            "4",
-            "--batch-size",
-            "16",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+        ["--steps", "2", "--channels", "4", "--batch-size", "16", "--mmd-batch-size", "16",
+         "--models", "all", "--threads", "1", "--out", str(tmp_path)]
+    )  # fmt: skip
     assert [r["model"] for r in results["rows"]][1:] == list(gan_digits.MODELS)
-    assert results["rows"][0]["fid"] < results["rows"][1]["fid"]  # data beat a 2-step GAN
+    ref = results["rows"][0]["fid"]
+    assert all(ref < r["fid"] for r in results["rows"][1:])  # data beat a 2-step model
+    assert results["rows"][2]["label_accuracy"] is not None  # cgan: labels asked for
     for name in gan_digits.MODELS:
         assert (tmp_path / f"{name}.png").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["rows"]
+
+
+def test_gan_digits_hinge_smoke(tmp_path):
+    results = gan_digits.main(
+        ["--steps", "2", "--channels", "4", "--batch-size", "16", "--models", "dcgan",
+         "--loss", "hinge", "--no-plots", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert results["config"]["loss"] == "hinge" and results["rows"][1]["model"] == "dcgan"
