@@ -18,7 +18,8 @@ and seed:
   and 2,000 held-out points, with a mixture of RBF kernels whose bandwidths are fixed once
   from the held-out data (so every model is measured with the same kernel). The same
   statistic between fresh data and the held-out points is the reference row (0 in
-  expectation).
+  expectation); a uniform distribution on the circle through the means (no modes at all)
+  is a second reference: what a generator that has not separated the modes can score.
 
 The JSON holds every row and the configuration; a markdown table (mean and range over
 seeds) is written beside it.
@@ -77,6 +78,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ref = _measure(data.sample((2500,)), test, kernel, args.radius, args.scale)
     rows.append({"model": "data (reference)", "seed": None, **ref})
     print(json.dumps(rows[-1]), flush=True)
+    # A distribution with no modes at all, uniform on the circle through the means: what
+    # the mode statistics and the MMD give a generator that has not separated the modes.
+    g = torch.Generator().manual_seed(54321)
+    angle = 2 * torch.pi * torch.rand(2500, generator=g, dtype=torch.float64)
+    ring = args.radius * torch.stack([angle.cos(), angle.sin()], -1)
+    rows.append({"model": "circle through the means (no modes)", "seed": None,
+                 **_measure(ring, test, kernel, args.radius, args.scale)})  # fmt: skip
+    print(json.dumps(rows[-1]), flush=True)
     for seed in args.seeds:
         players = {}
         for name in args.models:
@@ -117,16 +126,19 @@ def _span(rs: list[dict[str, Any]], key: str, scale: float = 1.0, fmt: str = ".3
 
 
 def markdown(rows: list[dict[str, Any]], steps: int) -> str:
-    ref = rows[0]
+    refs = [r for r in rows if r["seed"] is None]
     lines = [
         f"| model ({steps} generator steps) | seeds | ms/step | CPU ms/step | modes hit "
         "(per seed) | high-quality share | MMD² to held-out (x1e-3) |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ] + [
         f"| {ref['model']} | | | | {ref['modes']} | {ref['high_quality']:.3f} | "
-        f"{1e3 * ref['mmd2']:.2f} |",
+        f"{1e3 * ref['mmd2']:.2f} |"
+        for ref in refs
     ]
-    for name in dict.fromkeys(r["model"] for r in rows[1:]):
-        rs = [r for r in rows[1:] if r["model"] == name]
+    trained = [r for r in rows if r["seed"] is not None]
+    for name in dict.fromkeys(r["model"] for r in trained):
+        rs = [r for r in trained if r["model"] == name]
         lines.append(
             f"| {NAMES.get(name, name)} | {len(rs)} | {_span(rs, 'ms_per_step', fmt='.1f')} | "
             f"{_span(rs, 'cpu_ms_per_step', fmt='.1f')} | "
