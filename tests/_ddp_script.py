@@ -100,6 +100,16 @@ def main(out: str) -> None:
     )  # fmt: skip
     results["players"] = params(pair)
 
+    # 6. A VAE by its default objective, Pyro's ELBO over the inner module's model / guide
+    # pair (it bypasses DDP's forward: fit averages by hand), from different initialisations.
+    torch.manual_seed(6 + 100 * rank)
+    vae = pg.latent.VAE(
+        pg.nn.ContextMLP(2, 4, hidden=(8,)), pg.nn.ContextMLP(2, 4, hidden=(8,)), latent=2,
+        event_shape=2,
+    )  # fmt: skip
+    history = pg.fit(vae, sampler, steps=10, **kwargs)
+    results["vae"] = {"params": params(vae), "loss": history.loss}
+
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 

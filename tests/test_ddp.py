@@ -65,3 +65,11 @@ def test_tensor_data_is_sharded(ranks):
 def test_gradients_are_averaged_without_ddp_forward(ranks):
     assert same(ranks[0]["unwrapped"], ranks[1]["unwrapped"])
     assert same(ranks[0]["players"], ranks[1]["players"])
+
+
+def test_vae_elbo_is_averaged(ranks):
+    # Each process draws its own samples and starts from its own initialisation: equal
+    # parameters after training mean that rank 0's were broadcast and gradients averaged.
+    r0, r1 = ranks[0]["vae"], ranks[1]["vae"]
+    assert same(r0["params"], r1["params"])
+    assert r0["loss"] == r1["loss"] and len(r0["loss"]) == 10
