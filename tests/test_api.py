@@ -26,6 +26,8 @@ MODULES = [
     "probgen.energy",
     "probgen.implicit",
     "probgen.ode",
+    "probgen.diffusion",
+    "probgen.latent",
 ]
 
 
