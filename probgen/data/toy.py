@@ -216,8 +216,8 @@ class EightGaussians(ToyDistribution):
 
     Example:
         >>> d = EightGaussians()
-        >>> d.log_prob(torch.tensor([4.0, 0.0]))
-        tensor(-2.3026)
+        >>> d.log_prob(torch.tensor([4.0, 0.0]))  # -log 8 - log(2 pi 0.25): one mode's peak
+        tensor(-2.5310)
     """
 
     def __init__(self, radius: float = 4.0, scale: float = 0.5, **kwargs: Any) -> None:

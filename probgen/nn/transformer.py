@@ -48,6 +48,7 @@ class CausalSelfAttention(nn.Module):
         | https://arxiv.org/abs/1706.03762
 
     Example:
+        >>> import torch
         >>> attn = CausalSelfAttention(16, heads=4)
         >>> attn(torch.randn(2, 5, 16)).shape
         torch.Size([2, 5, 16])
@@ -127,6 +128,7 @@ class TransformerBlock(nn.Module):
         | Language Models are Unsupervised Multitask Learners (Radford et al., 2019)
 
     Example:
+        >>> import torch
         >>> block = TransformerBlock(16, heads=2)
         >>> block(torch.randn(3, 7, 16)).shape
         torch.Size([3, 7, 16])
