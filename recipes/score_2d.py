@@ -62,11 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128, 128])
     parser.add_argument("--sigma-max", type=float, default=8.0, help="NCSN's largest level")
-    parser.add_argument("--sigma-min", type=float, default=0.05, help="NCSN's smallest level")
+    parser.add_argument("--sigma-min", type=float, default=0.1, help="NCSN's smallest level")
     parser.add_argument("--levels", type=int, default=10, help="NCSN's number of levels")
     parser.add_argument("--langevin-steps", type=int, default=100, help="NCSN steps per level")
     parser.add_argument(
-        "--step-size", type=float, default=5e-4, help="NCSN's epsilon at the smallest level"
+        "--step-size", type=float, default=2e-3, help="NCSN's epsilon at the smallest level"
     )
     parser.add_argument("--ssm-steps", type=int, default=1000, help="score model Langevin steps")
     parser.add_argument("--ssm-step-size", type=float, default=5e-3)

@@ -17,8 +17,8 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 from test_diffusion import MEANS, STDS, WEIGHTS, _analytic_eps, _mixture
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 import probgen as pg
 import probgen.testing
@@ -26,6 +26,7 @@ from probgen.distributions.continuous import ContinuousFlow
 from probgen.metrics import energy_distance, mmd_test
 from probgen.objectives import denoising_score_matching, sliced_score_matching
 from probgen.samplers import sde as S
+
 
 def _data(sigma: float) -> MixtureSameFamily:
     # test_diffusion's mixture smoothed by N(0, sigma^2 I), in float64 (its module-level
@@ -85,7 +86,9 @@ def test_the_ladder_is_geometric():
     sigmas = pg.diffusion.geometric_sigmas(10.0, 0.01, 10)
     ratios = sigmas[1:] / sigmas[:-1]
     assert torch.allclose(ratios, ratios[0].expand(9), rtol=1e-6)
-    assert math.isclose(sigmas[0], 10.0, rel_tol=1e-6) and math.isclose(sigmas[-1], 0.01, rel_tol=1e-6)
+    assert math.isclose(sigmas[0], 10.0, rel_tol=1e-6) and math.isclose(
+        sigmas[-1], 0.01, rel_tol=1e-6
+    )
     default = pg.diffusion.NCSN(2, hidden=(8,)).sigmas
     assert torch.allclose(default.log().diff(), default.log().diff()[0].expand(9), atol=1e-6)
     # The network's time is linear in log sigma: 0 at sigma_1, 1 at sigma_L.
@@ -322,7 +325,9 @@ def test_sliced_score_matching_minimiser_on_gaussian_data_is_the_gaussian_score(
     x = torch.distributions.MultivariateNormal(mu, cov).sample((4000,))
     # A linear score s(x) = A x + b holds the Gaussian score -cov^{-1} (x - mu).
     model = pg.diffusion.ScoreModel(2, network=nn.Linear(2, 2))
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        model.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         torch.manual_seed(2)  # the same projections each evaluation: a fixed objective
@@ -341,3 +346,27 @@ def test_sliced_score_matching_minimiser_on_gaussian_data_is_the_gaussian_score(
     # Against the sample's own Gaussian score, the projections' error only.
     emp = torch.linalg.inv(torch.cov(x.T))
     assert torch.allclose(a, -emp, atol=0.05 * emp.abs().max()), (a, -emp)
+
+
+# Trained
+
+
+@pytest.mark.slow
+def test_trained_ncsn_learns_the_mixture_score_and_its_weights():
+    # DSM on fresh mixture samples; the learned sigma * score against the analytic one on
+    # noised data, and annealed Langevin's mode weights against the mixture's 0.3 / 0.7.
+    sigmas = pg.diffusion.geometric_sigmas(5.0, 0.1, 8)
+    model = pg.diffusion.NCSN(2, sigmas=sigmas, hidden=(64, 64), steps=50, step_size=4e-3)
+    data = _data(0.0)
+    pg.fit(model, lambda n: data.sample((n,)), steps=2000, batch_size=256, lr=2e-3, progress=False)
+    x = data.sample((4000,))
+    for sigma in sigmas[::3]:
+        xt = x + sigma * torch.randn_like(x)
+        with torch.no_grad():
+            err = sigma * (model.score(xt, sigma) - _score(xt, sigma))
+        # Relative to the target's own size E||sigma s*||^2 (<= D = 2).
+        target = (sigma * _score(xt, sigma)).square().sum(-1).mean()
+        assert err.square().sum(-1).mean() < 0.1 * target, sigma
+    y = model().sample((2000,))
+    frac = (y[:, 0] > 0).double().mean()
+    assert abs(frac - 0.7) < 5 * math.sqrt(0.21 / 2000) + 0.03, frac

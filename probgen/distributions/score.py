@@ -329,7 +329,9 @@ class ScoreModel(LazyDistribution):
             raise ValueError(f"expected features >= 1 and context >= 0, got {features}, {context}")
         self.features, self.context = features, context
         self.network = (
-            ContextMLP(features, features, context, hidden, nn.SiLU) if network is None else network
+            ContextMLP(features, features, context, hidden, nn.SiLU)
+            if network is None
+            else network
         )
         self.register_buffer("init_std", torch.tensor([float(init_std)]))
         self.steps, self.step_size = steps, step_size
