@@ -26,6 +26,13 @@ from ..utils import check_event, check_finite
 LOG_PROB_KINDS = ("exact", "estimate", "bound", "unnormalized", "none")
 
 
+def _is_real(support: Any) -> bool:
+    # real, real_vector, and real under any number of independent() wrappers.
+    while isinstance(support, dist.constraints.independent):
+        support = support.base_constraint
+    return support is dist.constraints.real
+
+
 class GenerativeDistribution(dist.TorchDistribution):
     r"""Base class of probgen's distribution values.
 
@@ -76,7 +83,8 @@ class GenerativeDistribution(dist.TorchDistribution):
         if self._validate_args:
             check_finite(x)
             support = self.support
-            if support is not None and support is not dist.constraints.real:
+            # Finite values are real: a real support needs no second pass over x.
+            if support is not None and not _is_real(support):
                 try:
                     ok = support.check(x)
                 except (NotImplementedError, RuntimeError):
