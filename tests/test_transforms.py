@@ -35,7 +35,14 @@ def test_affine_is_exact():
 
 def test_affine_log_scale_is_bounded():
     t = MonotonicAffineTransform(torch.zeros(2), torch.tensor([1e4, -1e4]), slope=1e-3)
-    assert t.log_scale.abs().max() < -torch.log(torch.tensor(1e-3))
+    bound = -torch.log(torch.tensor(1e-3))
+    assert torch.allclose(t.log_scale, torch.stack([bound, -bound]))  # saturated, finite
+    # Near 0 the bound is the identity (slope 1), and it is odd and increasing.
+    raw = torch.linspace(-20.0, 20.0, 401, requires_grad=True)
+    s = MonotonicAffineTransform(torch.zeros(401), raw, slope=1e-3).log_scale
+    (slope_at_0,) = torch.autograd.grad(s[200], raw)
+    assert torch.isclose(slope_at_0[200], torch.tensor(1.0))
+    assert torch.allclose(s, -s.flip(0)) and (s.diff() > 0).all() and (s.abs() < bound).all()
 
 
 def test_spline_inverse_and_ladj_inside_and_outside():
