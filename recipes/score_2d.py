@@ -1,6 +1,7 @@
-r"""Score models on toy 2-D densities: an NCSN (denoising score matching over a geometric
-noise ladder, annealed Langevin sampling) and a score model trained by sliced score
-matching (Langevin sampling), judged by two-sample tests against held-out data.
+r"""Score and diffusion models on toy 2-D densities: an NCSN (denoising score matching over
+a geometric noise ladder, annealed Langevin sampling), a score model trained by sliced
+score matching (Langevin sampling) and a VP diffusion (DDPM's noise prediction, sampled by
+its probability-flow ODE), judged by two-sample tests against held-out data.
 
 Each model learns :math:`\nabla_x \log p` from fresh samples of each toy density
 (``probgen.data``). Neither has a tractable density for its Langevin samples, so the
@@ -8,7 +9,8 @@ samples are compared with held-out data: the energy distance and the MMD (RBF ke
 median bandwidth) with its permutation p-value, next to the noise floor of the same
 statistics between two held-out samples. The NCSN also reports the exact test NLL of its
 ladder's probability-flow ODE (``model.probability_flow()``), a *different* distribution
-from its Langevin samples, with the entropy of the data for scale.
+from its Langevin samples, with the entropy of the data for scale. The diffusion's samples
+and its exact test NLL come from one and the same probability-flow ODE.
 
 A single score (sliced score matching) cannot weigh well-separated modes: Langevin
 dynamics started broadly settles each chain in the nearest mode, whatever the modes'
@@ -57,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--densities", type=_densities, default=["8gaussians", "checkerboard"])
+    parser.add_argument(
+        "--models", type=_names, default=list(MODELS), help=f"any of {','.join(MODELS)}"
+    )
     parser.add_argument("--steps", type=int, default=3000, help="training steps per model")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -81,18 +86,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MODELS = ("ncsn", "ssm", "diffusion")
+
+
+def _names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {', '.join(unknown) or '(none)'}; expected a comma-separated "
+            f"list of {', '.join(MODELS)}"
+        )
+    return names
+
+
 def _models(args: argparse.Namespace) -> dict[str, nn.Module]:
     sigmas = pg.diffusion.geometric_sigmas(args.sigma_max, args.sigma_min, args.levels)
-    return {
-        "ncsn": pg.diffusion.NCSN(
+    tol = dict(rtol=args.tol, atol=args.tol)
+    models = {
+        "ncsn": lambda: pg.diffusion.NCSN(
             2, sigmas=sigmas, hidden=args.hidden, steps=args.langevin_steps,
             step_size=args.step_size, denoise=True,
         ),
-        "ssm": pg.diffusion.ScoreModel(
+        "ssm": lambda: pg.diffusion.ScoreModel(
             2, hidden=args.hidden, steps=args.ssm_steps, step_size=args.ssm_step_size,
             init_std=args.sigma_max / 2,
         ),
+        # VP with DDPM's linear schedule, noise prediction; the ODE at the recipe's tolerance.
+        "diffusion": lambda: pg.diffusion.Diffusion(2, hidden=args.hidden, **tol),
     }  # fmt: skip
+    return {name: models[name]() for name in args.models}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -118,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     n = args.samples
     try:
         print(
-            f"{'model':<5} {'density':<12} {'energy dist':>11} {'MMD^2':>9} {'p-value':>8} "
+            f"{'model':<9} {'density':<12} {'energy dist':>11} {'MMD^2':>9} {'p-value':>8} "
             f"{'NFE':>5} {'PF NLL':>8} {'entropy':>8} {'ms/step':>8} {'sample s':>8}"
         )
         for i, name in enumerate(args.densities):
@@ -132,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "p_value": floor.p_value,
             }
             print(
-                f"{'floor':<5} {name:<12} {floors[name]['energy_distance']:>11.4f} "
+                f"{'floor':<9} {name:<12} {floors[name]['energy_distance']:>11.4f} "
                 f"{floor.statistic:>9.5f} {floor.p_value:>8.3f}"
             )
             samples = {"held-out": held}
@@ -164,9 +187,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "final_train_loss": history.loss[-1],
                 }
                 nll = ""
-                if label == "ncsn":
+                if label in ("ncsn", "diffusion"):
                     # The probability-flow ODE's exact density, on 1000 held-out points.
-                    flow = model.probability_flow(rtol=args.tol, atol=args.tol)
+                    if label == "ncsn":
+                        flow = model.probability_flow(rtol=args.tol, atol=args.tol)
+                    else:
+                        flow = model()
                     with torch.no_grad():
                         lp = flow.log_prob(held[:1000])
                     row["pf_test_nll"] = -lp.mean().item()
@@ -176,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 else:
                     nll = f"{'':>8} {'':>8}"
                 print(
-                    f"{label:<5} {name:<12} {ed:>11.4f} {test.statistic:>9.5f} "
+                    f"{label:<9} {name:<12} {ed:>11.4f} {test.statistic:>9.5f} "
                     f"{test.p_value:>8.3f} {nfe:>5} {nll} {ms:>8.2f} {seconds:>8.1f}",
                     flush=True,
                 )
