@@ -159,6 +159,19 @@ def _check_levels(hidden: Sequence[int], steps: int, what: str) -> None:
         )
 
 
+def _check_image(shape: Size, kernel_size: int, steps: int, what: str) -> tuple[int, int, int]:
+    # An image shape (C, H, W), an odd kernel, and H, W that `steps` halvings divide; returns
+    # C and the size of the grid after them.
+    if len(shape) != 3:
+        raise ValueError(f"expected an image shape (C, H, W), got {tuple(shape)}")
+    if kernel_size % 2 != 1:
+        raise ValueError(f"expected an odd kernel_size, got {kernel_size}")
+    c, h, w = shape
+    if h % 2**steps or w % 2**steps:
+        raise ValueError(f"{steps} {what} need H and W divisible by {2**steps}, got {(h, w)}")
+    return c, h // 2**steps, w // 2**steps
+
+
 class ConvEncoder(nn.Module):
     r"""A small convolutional encoder from an image to a feature grid or a feature vector.
 
@@ -202,17 +215,7 @@ class ConvEncoder(nn.Module):
         self.in_shape = _check_shape(in_shape, "in_shape")
         _check_head(out_channels, out_features, "out_channels and out_features")
         _check_levels(hidden, downsample, "downsample")
-        if len(self.in_shape) != 3:
-            raise ValueError(f"expected an image shape (C, H, W), got {tuple(self.in_shape)}")
-        if kernel_size % 2 != 1:
-            raise ValueError(f"expected an odd kernel_size, got {kernel_size}")
-        c, h, w = self.in_shape
-        if h % 2**downsample or w % 2**downsample:
-            raise ValueError(
-                f"{downsample} stride-2 convolutions need H and W divisible by "
-                f"{2**downsample}, got {(h, w)}"
-            )
-        h, w = h // 2**downsample, w // 2**downsample
+        c, h, w = _check_image(self.in_shape, kernel_size, downsample, "stride-2 convolutions")
         layers: list[nn.Module] = [nn.Conv2d(c, hidden[0], kernel_size, padding=kernel_size // 2)]
         for i, (a, b) in enumerate(zip(hidden[:-1], hidden[1:], strict=True)):
             layers.append(activation())
@@ -283,17 +286,9 @@ class ConvDecoder(nn.Module):
         self.out_shape = _check_shape(out_shape, "out_shape")
         _check_head(in_channels, in_features, "in_channels and in_features")
         _check_levels(hidden, upsample, "upsample")
-        if len(self.out_shape) != 3:
-            raise ValueError(f"expected an image shape (C, H, W), got {tuple(self.out_shape)}")
-        if kernel_size % 2 != 1:
-            raise ValueError(f"expected an odd kernel_size, got {kernel_size}")
-        c, h, w = self.out_shape
-        if h % 2**upsample or w % 2**upsample:
-            raise ValueError(
-                f"{upsample} stride-2 transposed convolutions need H and W divisible by "
-                f"{2**upsample}, got {(h, w)}"
-            )
-        h, w = h // 2**upsample, w // 2**upsample
+        c, h, w = _check_image(
+            self.out_shape, kernel_size, upsample, "stride-2 transposed convolutions"
+        )
         pad = kernel_size // 2
         layers: list[nn.Module]
         if in_channels is not None:
